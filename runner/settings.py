@@ -1,0 +1,94 @@
+"""The runner's configuration, read once from the environment into one typed object.
+
+Every variable the runner reads is named here; tests build `Settings` from a dict instead of
+patching `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Prefix of every variable the runner reads for its own configuration.
+PREFIX = "UDF_RUNNER_"
+
+#: Lambda's own limit on a synchronous response, which also bounds the runner's result.
+LAMBDA_RESPONSE_LIMIT = 6_291_456
+#: What the Runtime API accepts from a runtime (6 MiB + 100, `interop.MaxPayloadSize`).
+RUNTIME_API_PAYLOAD_LIMIT = 6_291_556
+#: Room kept in the runner's own 6 MB response for the result envelope around the function's
+#: response (ids, timings, a bounded log tail and error message).
+RESULT_ENVELOPE_RESERVE = 32 * 1024
+#: Lambda's limit on a function's unzipped code, layers included.
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+#: The largest function response the runner accepts by default and at most.
+RESPONSE_CEILING = min(RUNTIME_API_PAYLOAD_LIMIT, LAMBDA_RESPONSE_LIMIT - RESULT_ENVELOPE_RESERVE)
+
+Bytes = Annotated[int, Field(ge=0)]
+
+
+class SettingsError(ValueError):
+    """The runner's configuration is invalid; raised at cold start, before any task runs."""
+
+
+class Settings(BaseModel):
+    """Configuration of the runner; each field is read from `UDF_RUNNER_<FIELD>`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Where per-attempt work dirs and the verified-zip cache live (Lambda: /tmp).
+    work_root: Path = Path("/tmp/udf-runner")  # noqa: S108 - Lambda's only writable place
+    # Root of the Node.js layer: `bin/node` and `nodejs/node_modules/aws-lambda-ric`.
+    node_layer: Path = Path("/opt")
+
+    # Runtime API emulation.
+    # Lambda's Runtime API takes up to 6291556 bytes, but the response must also fit inside the
+    # runner's own 6 MB result, so the default (and the ceiling) is what still fits there.
+    max_response_bytes: Annotated[int, Field(ge=0, le=RESPONSE_CEILING)] = RESPONSE_CEILING
+    function_name: str = "udf"
+    function_memory_mb: Annotated[int, Field(ge=128, le=10_240)] = 1024
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = "000000000000"
+    region: str = "us-east-1"
+
+    # Child process.
+    term_grace_ms: Annotated[int, Field(ge=0, le=10_000)] = 500
+    log_keep_bytes: Bytes = 1024 * 1024
+    log_tail_bytes: Annotated[int, Field(ge=0, le=16 * 1024)] = 4 * 1024
+    log_line_bytes: Annotated[int, Field(ge=80, le=256 * 1024)] = 16 * 1024
+
+    # Task limits.
+    max_timeout_ms: Annotated[int, Field(ge=1, le=900_000)] = 900_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `UDF_RUNNER_*` (and Lambda's `AWS_REGION` etc.) from `environ`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(PREFIX + name.upper())
+            if raw is not None:
+                values[name] = raw
+        for field, lambda_var in _LAMBDA_VARS.items():
+            if field not in values and env.get(lambda_var):
+                values[field] = env[lambda_var]
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            raise SettingsError(_describe(e)) from e
+
+
+# Lambda's own variables that provide a default when no UDF_RUNNER_* value is set.
+_LAMBDA_VARS = {
+    "region": "AWS_REGION",
+    "function_memory_mb": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+}
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{PREFIX}{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in error.errors()
+    )

@@ -63,6 +63,17 @@ class Settings(BaseModel):
     # Task limits.
     max_timeout_ms: Annotated[int, Field(ge=1, le=900_000)] = 900_000
 
+    # Platform services (DESIGN.md): the credential minter and the Query Service. Empty means
+    # "not configured"; the local stack fills them in for development.
+    minter_url: str = ""
+    query_url: str = ""
+    # Only for the local stack: the embedded S3 server. Never set in Lambda.
+    s3_endpoint_url: str = ""
+
+    # Bundles.
+    max_bundle_bytes: Bytes = LAMBDA_UNZIPPED_LIMIT  # compressed size, enforced while streaming
+    cache_max_bytes: Bytes = 512 * 1024 * 1024
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read `UDF_RUNNER_*` (and Lambda's `AWS_REGION` etc.) from `environ`."""

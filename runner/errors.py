@@ -7,7 +7,8 @@
     ├── PlatformError
     │   ├── CredentialsUnavailableError  Platform.CredentialsUnavailable   (retryable)
     │   ├── AccessDeniedError            Platform.AccessDenied
-    │   └── QueryFailedError             Platform.QueryFailed              (retryable per status)
+    │   ├── QueryFailedError             Platform.QueryFailed              (retryable per status)
+    │   └── StorageUnavailableError      Platform.StorageUnavailable       (retryable)
     ├── BundleError
     │   ├── BundleNotFoundError          Bundle.NotFound
     │   ├── IntegrityMismatchError       Bundle.IntegrityMismatch
@@ -54,6 +55,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RunnerError",
     "SandboxError",
+    "StorageUnavailableError",
     "TaskError",
     "TimedOutError",
     "TokenRejectedError",
@@ -122,6 +124,13 @@ class QueryFailedError(PlatformError):
     @property
     def is_retryable(self) -> bool:
         return self._retryable
+
+
+class StorageUnavailableError(PlatformError):
+    """S3 was unreachable, throttling or failing after every retry."""
+
+    error_type = "Platform.StorageUnavailable"
+    retryable = True
 
 
 class BundleError(RunnerError):

@@ -1,0 +1,26 @@
+"""The Lambda handler: validate, run the attempt, return the result. Everything else is wired
+once per execution environment, at cold start."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from runner.observability import logger, metrics, tracer
+from runner.pipeline import InvokeContext, Pipeline
+from runner.settings import Settings
+
+SETTINGS = Settings.from_env()
+PIPELINE = Pipeline(SETTINGS)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    """Run one task attempt; the result is returned even when the task failed."""
+    invoke = InvokeContext(remaining_ms=context.get_remaining_time_in_millis,
+                           trace_id=os.environ.get("_X_AMZN_TRACE_ID"))
+    return PIPELINE.run(event, invoke).model_dump(mode="json")

@@ -1,0 +1,238 @@
+"""One task attempt, from payload to result: the function's whole job, step by step.
+
+    payload → token → credentials → bundle (cache or fetch, verify) → input queries
+            → extract → entrypoint → invocation (Runtime API + child) → cleanup → result
+
+Every task-level problem becomes a failed result; nothing here raises for one. The steps live in
+their own modules; this one only sequences them, times them and maps what they raise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from pydantic import ValidationError
+
+from runner import capability, launch, result
+from runner.cache import BundleCache
+from runner.errors import InvalidPayloadError, QueryFailedError, RunnerError, SandboxError
+from runner.fetch import FetchedBundle, S3ClientFactory, S3Clients, fetch
+from runner.invocation import InvocationOutcome, InvocationSpec, run_invocation
+from runner.minter import MinterClient
+from runner.models import BundleInfo, TaskPayload, TaskResult
+from runner.observability import Phases, logger, record_result
+from runner.output import LineSink, stdout_sink
+from runner.query import INPUTS_KEY, QueryClient
+from runner.runtime_api import Response
+from runner.service_client import Deadline, ServiceClient
+from runner.settings import LAMBDA_RESPONSE_LIMIT, Settings
+from runner.workdir import attempt_dir
+
+#: Time kept back from the runner's own Lambda deadline for stopping the child and cleaning up.
+CLEANUP_MARGIN_MS = 3_000
+#: Budget for the steps before the invocation when no Lambda deadline is known (local runs).
+LOCAL_SETUP_BUDGET_MS = 120_000
+
+
+@dataclass
+class _Attempt:
+    """What is known about the attempt so far, for the result whatever happens."""
+
+    phases: Phases = field(default_factory=Phases)
+    task_id: str | None = None
+    attempt: int | None = None
+    bundle: BundleInfo | None = None
+    outcome: InvocationOutcome | None = None
+
+
+@dataclass(frozen=True)
+class InvokeContext:
+    """What the pipeline needs from the Lambda invocation that carries the task."""
+
+    remaining_ms: Callable[[], int] | None = None  # the runner's own time left, when in Lambda
+    trace_id: str | None = None
+
+
+class Pipeline:
+    """Runs task attempts with one configuration; lives as long as the execution environment."""
+
+    def __init__(self, settings: Settings, *, s3_clients: S3ClientFactory | None = None,
+                 sink: LineSink = stdout_sink) -> None:
+        self._settings = settings
+        self._s3_clients = s3_clients or S3Clients(region=settings.region,
+                                                   endpoint_url=settings.s3_endpoint_url)
+        self._sink = sink
+        self._pool = urllib3.PoolManager(retries=False, maxsize=4)
+        self._cache = BundleCache(settings.work_root / "cache", settings.cache_max_bytes)
+
+    def run(self, raw: Any, context: InvokeContext | None = None) -> TaskResult:
+        """Run one attempt of the task `raw` and return its result; never raises for the task."""
+        context = context or InvokeContext()
+        attempt = _Attempt()
+        error: RunnerError | None
+        try:
+            payload = parse_payload(raw, attempt)
+            logger.append_keys(task_id=payload.task_id, attempt=payload.attempt,
+                               bundle_sha256=payload.bundle.sha256)
+            response = self._run(payload, context, attempt)
+            error = attempt.outcome.error if attempt.outcome else None
+        except RunnerError as e:
+            response, error = None, e
+        except Exception:  # a bug, not a task problem: still a result, never a stack to the caller
+            logger.exception("internal error")
+            response, error = None, SandboxError("internal error in the runner (see its logs)")
+        return self._finish(attempt, response, error)
+
+    def _run(self, payload: TaskPayload, context: InvokeContext,
+             attempt: _Attempt) -> Response | None:
+        phases = attempt.phases
+        if payload.timeout_ms > self._settings.max_timeout_ms:
+            raise InvalidPayloadError(f"timeout_ms: {payload.timeout_ms} is over this runner's "
+                                      f"maximum of {self._settings.max_timeout_ms}")
+        capability.check(payload)
+        deadline = self._deadline(payload, context)
+        token = payload.capability_token.get_secret_value()
+        minter = MinterClient(ServiceClient(self._settings.minter_url, token, pool=self._pool))
+        with ExitStack() as cleanup:
+            zip_path = self._bundle(payload, minter, deadline, attempt, cleanup)
+            child_credentials = None
+            if payload.outputs is not None:
+                with phases("credentials"):
+                    child_credentials = minter.mint("write", [payload.outputs.s3_prefix],
+                                                    deadline)
+            event = self._event(payload, token, deadline, phases)
+            task = launch.TaskEnvironment(
+                task_id=payload.task_id, attempt=payload.attempt, token=token,
+                query_url=self._settings.query_url, credentials_url=self._settings.minter_url,
+                output_prefix=payload.outputs.s3_prefix if payload.outputs else "",
+                credentials=child_credentials, user_env=payload.env,
+                s3_endpoint_url=self._settings.s3_endpoint_url or None,
+            )
+            attempt.outcome = self._invoke(payload, zip_path, task=task, event=event,
+                                           deadline=deadline, context=context, phases=phases)
+        return attempt.outcome.response
+
+    def _deadline(self, payload: TaskPayload, context: InvokeContext) -> Deadline:
+        if context.remaining_ms is None:
+            return Deadline.after((payload.timeout_ms + LOCAL_SETUP_BUDGET_MS) / 1000)
+        return Deadline.after(max(0, context.remaining_ms() - CLEANUP_MARGIN_MS) / 1000)
+
+    def _bundle(self, payload: TaskPayload, minter: MinterClient, deadline: Deadline,
+                attempt: _Attempt, cleanup: ExitStack) -> Path:
+        """The verified zip: from the cache (re-hashed) or fetched with minted credentials."""
+        sha256 = payload.bundle.sha256
+        with attempt.phases("verify"):
+            found = self._cache.lookup(sha256)
+        if found.poisoned:
+            logger.warning("cached bundle no longer matched its hash; discarded")
+        if found.path is not None:
+            attempt.bundle = BundleInfo(sha256=sha256, bytes=found.path.stat().st_size,
+                                        cache_hit=True)
+            return found.path
+        with attempt.phases("credentials"):
+            credentials = minter.mint("read", [payload.bundle.uri], deadline)
+        with attempt.phases("fetch"):
+            fetched = fetch(payload.bundle.uri, sha256,
+                            client=self._s3_clients(credentials, deadline),
+                            dest_dir=self._settings.work_root / "downloads",
+                            max_bytes=self._settings.max_bundle_bytes, deadline=deadline)
+        attempt.bundle = BundleInfo(sha256=sha256, bytes=fetched.size, cache_hit=False)
+        return self._keep(fetched, cleanup)
+
+    def _keep(self, fetched: FetchedBundle, cleanup: ExitStack) -> Path:
+        cached = self._cache.store(fetched)
+        path = self._cache.path_of(fetched, cached=cached)
+        if not cached:
+            cleanup.callback(path.unlink, missing_ok=True)
+        return path
+
+    def _event(self, payload: TaskPayload, token: str, deadline: Deadline,
+               phases: Phases) -> bytes:
+        """The invocation event: the task's, with input query results under `INPUTS_KEY`."""
+        event = payload.event
+        if payload.inputs.queries:
+            if not isinstance(event, dict) or INPUTS_KEY in event:
+                raise InvalidPayloadError(
+                    f"event: with inputs.queries the event must be a JSON object without a "
+                    f"{INPUTS_KEY!r} key (the query results go there)")
+            client = QueryClient(ServiceClient(self._settings.query_url, token, pool=self._pool),
+                                 max_rows=self._settings.query_max_rows)
+            with phases("queries"):
+                results = client.run_all(payload.inputs.queries, deadline)
+            event = {**event, INPUTS_KEY: {"queries": results}}
+        data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(data) > LAMBDA_RESPONSE_LIMIT:
+            raise QueryFailedError(f"the event with its query results is {len(data)} bytes, "
+                                   f"over Lambda's {LAMBDA_RESPONSE_LIMIT}-byte payload limit",
+                                   retryable=False)
+        return data
+
+    def _invoke(self, payload: TaskPayload, zip_path: Path, *, task: launch.TaskEnvironment,
+                event: bytes, deadline: Deadline, context: InvokeContext,
+                phases: Phases) -> InvocationOutcome:
+        from runner import entrypoint, extract  # noqa: PLC0415 - TODO wire at top once landed
+
+        label = f"{payload.task_id}/{payload.attempt}"
+        with attempt_dir(self._settings.work_root, label) as dirs:
+            with phases("extract"):
+                extract.extract(zip_path, dirs.task_root, extract.limits_from(self._settings))
+            spec = launch.child_spec(payload.bundle.runtime, dirs, payload.bundle.handler, task,
+                                     self._settings)
+            if payload.bundle.runtime == "provided":
+                entrypoint.check_bootstrap(dirs.task_root)
+            timeout_ms = min(payload.timeout_ms, int(deadline.remaining() * 1000))
+            started = time.perf_counter()
+            outcome = run_invocation(InvocationSpec(
+                child=spec, event=event, timeout_ms=max(1, timeout_ms),
+                function_arn=launch.function_arn(self._settings), label=label,
+                trace_id=context.trace_id,
+            ), self._settings, sink=self._sink)
+            for name, value in outcome.timings_ms.items():
+                phases.add(name, value / 1000)
+        # Stopping the child, sweeping and removing the work dir: all that is not init/invoke.
+        phases.add("cleanup", time.perf_counter() - started - sum(outcome.timings_ms.values())
+                   / 1000)
+        return outcome
+
+    def _finish(self, attempt: _Attempt, response: Any, error: RunnerError | None) -> TaskResult:
+        timings = attempt.phases.finish()
+        outcome = attempt.outcome
+        built = result.build(task_id=attempt.task_id, attempt=attempt.attempt,
+                             response=response, error=error, bundle=attempt.bundle,
+                             timings_ms=timings, logs=outcome.logs if outcome else None)
+        error_type = built.error.type if built.error else None
+        record_result(timings, error_type=error_type,
+                      bundle_bytes=attempt.bundle.bytes if attempt.bundle else None,
+                      cache_hit=attempt.bundle.cache_hit if attempt.bundle else None)
+        logger.info("task finished", extra={"status": built.status, "error_type": error_type,
+                                            "timings_ms": timings})
+        return built
+
+
+def parse_payload(raw: Any, attempt: _Attempt) -> TaskPayload:
+    """The validated payload, or `Task.InvalidPayload` naming the fields (never their values:
+    one of them is the token)."""
+    if isinstance(raw, Mapping):
+        attempt.task_id, attempt.attempt = _salvage(raw)
+    try:
+        payload = TaskPayload.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'payload'}: {err['msg']}"
+                             for err in e.errors(include_input=False, include_url=False))
+        raise InvalidPayloadError(f"invalid task payload: {problems}") from None
+    attempt.task_id, attempt.attempt = payload.task_id, payload.attempt
+    return payload
+
+
+def _salvage(raw: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """Task id and attempt for the result of a payload that may not validate."""
+    task_id, number = raw.get("task_id"), raw.get("attempt")
+    return (task_id if isinstance(task_id, str) and len(task_id) <= 128 else None,
+            number if isinstance(number, int) and not isinstance(number, bool) else None)

@@ -1,0 +1,100 @@
+"""A real HTTP server on loopback that answers from a script, for testing clients' retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer. `hang` holds the request until the server stops (a slow server)."""
+
+    status: int = 200
+    body: Any = None  # JSON-serialised unless bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
+
+
+@dataclass
+class Seen:
+    """A request the server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Answers each request with the next scripted reply (the last one repeats)."""
+
+    daemon_threads = True
+
+    def __init__(self, script: list[Reply]) -> None:
+        self.script = list(script)
+        self.seen: list[Seen] = []
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def next_reply(self, seen: Seen) -> Reply:
+        with self._lock:
+            self.seen.append(seen)
+            return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        server = self.server
+        assert isinstance(server, ScriptedServer)
+        length = int(self.headers.get("Content-Length", "0"))
+        seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+        reply = server.next_reply(seen)
+        if reply.hang:
+            server.release.wait()
+            self.close_connection = True
+            return
+        body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        for name, value in {"Content-Type": "application/json", **reply.headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def scripted(*replies: Reply) -> Iterator[ScriptedServer]:
+    """Serve `replies` in a thread for the duration of the block."""
+    server = ScriptedServer(list(replies))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -7,12 +7,17 @@ PY313 ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || comm
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# npm ci's hidden lockfile: newer than package-lock.json once the Node test fixtures' tools are in.
+NODE_FIXTURES := tests/fixtures/node/node_modules/.package-lock.json
+# sam build runs scripts/Makefile, which pip-installs the function's dependencies with PIP_PYTHON.
+SAM := SAM_CLI_TELEMETRY=0 PIP_PYTHON=$(abspath $(PY)) $(VENV)/bin/sam
 
-.PHONY: help setup run test check lint typecheck unit integration e2e clean
+.PHONY: help setup run test check lint typecheck unit integration e2e clean sam sam-validate sam-build layer
 
 help:
 	@echo "make run    - set up, then run the sample bundles end to end on the local stack"
-	@echo "make test   - set up, then everything CI runs: lint, types, all test tiers"
+	@echo "make test   - set up, then everything CI runs: lint, types, SAM checks, all test tiers"
+	@echo "make sam    - sam validate --lint, cfn-lint, sam build and the 250 MB size check"
 
 $(INSTALLED): pyproject.toml
 	@test -n "$(PY313)" || { echo "python3.13 not found (pyenv install 3.13.0)"; exit 1; }
@@ -20,7 +25,14 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local,dev]'
 	touch $@
 
-setup: $(INSTALLED)
+setup: $(INSTALLED) layer $(NODE_FIXTURES)
+
+# The Node.js runtime layer in layers/nodejs/build (a no-op when already built for its pins).
+layer:
+	$(MAKE) -C layers/nodejs local
+
+$(NODE_FIXTURES): tests/fixtures/node/package-lock.json
+	cd tests/fixtures/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -39,8 +51,18 @@ integration: setup
 e2e: setup
 	$(PY) -m pytest tests/e2e
 
-test: check
+test: check sam
 	$(PY) -m pytest
+
+sam-validate: setup
+	$(SAM) validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+
+sam-build: setup
+	$(SAM) build
+	$(PY) scripts/artifact_size.py .aws-sam/build
+
+sam: sam-validate sam-build
 
 run: setup
 	$(VENV)/bin/udf-runner demo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from runner.settings import Settings, SettingsError
 from runner.workdir import attempt_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The Node.js layer `make layer` builds, used unless UDF_RUNNER_NODE_LAYER names another.
+LOCAL_NODE_LAYER = Path(__file__).resolve().parents[1] / "layers" / "nodejs" / "build"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env({"UDF_RUNNER_NODE_LAYER": str(LOCAL_NODE_LAYER), **os.environ})
         event = _read_event(args.event)
     except (SettingsError, OSError, ValueError) as e:
         parser.exit(EXIT_USAGE, f"udf-runner: {e}\n")

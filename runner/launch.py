@@ -136,4 +136,8 @@ def child_spec(runtime: str, dirs: WorkDirs, handler: str | None, task: TaskEnvi
     if runtime == "provided":
         return ChildSpec(argv=provided_command(dirs), cwd=dirs.task_root,
                          env=provided_env(settings, dirs, handler, task))
+    if runtime == "nodejs":
+        from runner import node  # noqa: PLC0415 - runner.node builds on this module
+
+        return node.child_spec(dirs, handler, task, settings)
     raise ValueError(f"unknown runtime {runtime!r}")

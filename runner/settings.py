@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 #: Prefix of every variable the runner reads for its own configuration.
 PREFIX = "UDF_RUNNER_"
@@ -29,6 +29,16 @@ LAMBDA_UNZIPPED_LIMIT = 262_144_000
 RESPONSE_CEILING = min(RUNTIME_API_PAYLOAD_LIMIT, LAMBDA_RESPONSE_LIMIT - RESULT_ENVELOPE_RESERVE)
 
 Bytes = Annotated[int, Field(ge=0)]
+
+
+def _split_paths(value: Any) -> Any:
+    return tuple(part for part in value.split(":") if part) if isinstance(value, str) else value
+
+
+#: Paths, read from the environment as a colon-separated list (like PATH).
+Paths = Annotated[tuple[Path, ...], BeforeValidator(_split_paths)]
+#: A uid or gid an unprivileged child may run as (never root).
+Id = Annotated[int, Field(ge=1, le=2**31 - 2)]
 
 
 class SettingsError(ValueError):
@@ -60,6 +70,26 @@ class Settings(BaseModel):
     log_tail_bytes: Annotated[int, Field(ge=0, le=16 * 1024)] = 4 * 1024
     log_line_bytes: Annotated[int, Field(ge=80, le=256 * 1024)] = 16 * 1024
 
+    # Containment (runner.containment, docs/security.md).
+    # The uid/gid the child runs as when the runner is root: one no other service uses (it
+    # needs no passwd entry); every process of it is killed after each attempt.
+    sandbox_uid: Id = 64200
+    sandbox_gid: Id = 64200
+    # Not root: "lambda" means the execution environment is the runner's alone (every new
+    # process of its uid is killed, and /tmp is wiped outside the runner's own files after each
+    # attempt); "local" is a developer's machine (neither); "auto" is "lambda" when Lambda's
+    # AWS_LAMBDA_FUNCTION_NAME and AWS_LAMBDA_RUNTIME_API are set.
+    execution_environment: Literal["auto", "lambda", "local"] = "auto"
+    # Refuse to run bundles when a control they rely on is missing (false: local use only).
+    containment_required: bool = True
+    # World-writable places the child may write to outside its work dir, cleaned after it.
+    scratch_dirs: Paths = tuple(map(Path, ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")))  # noqa: S108 - what is cleaned, not used
+    # Resource limits of the child (runner.limits).
+    child_max_processes: Annotated[int, Field(ge=1)] = 256  # processes and threads it may add
+    child_max_open_files: Annotated[int, Field(ge=16)] = 1024
+    child_max_file_bytes: Bytes = 1024 * 1024 * 1024
+    child_max_data_bytes: Bytes = 0  # 0: the function's memory size
+
     # Task limits.
     max_timeout_ms: Annotated[int, Field(ge=1, le=900_000)] = 900_000
 
@@ -70,9 +100,17 @@ class Settings(BaseModel):
     # Only for the local stack: the embedded S3 server. Never set in Lambda.
     s3_endpoint_url: str = ""
 
+    # Rows each input query may return (the Query Service caps it too).
+    query_max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
     # Bundles.
     max_bundle_bytes: Bytes = LAMBDA_UNZIPPED_LIMIT  # compressed size, enforced while streaming
     cache_max_bytes: Bytes = 512 * 1024 * 1024
+    # Extraction (runner.extract): what the zip may unpack to.
+    max_unzipped_bytes: Bytes = LAMBDA_UNZIPPED_LIMIT
+    max_bundle_entries: Annotated[int, Field(ge=1)] = 50_000
+    # Per entry, declared size : compressed size, for entries over 1 MiB (runner.extract).
+    max_compression_ratio: Annotated[int, Field(ge=1)] = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,154 @@
+"""How a client reaches a running local stack: its endpoints, and the development-only keys.
+
+`StackAccess` is the same whether the stack runs in this process (`LocalStack.access`) or in
+another one (`udf-runner devstack` prints `to_environ()`; `StackAccess.from_environ` reads it
+back). With it a tool can issue a token for a task, upload a bundle with the admin credentials,
+and hand the runner its `UDF_RUNNER_*` endpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import boto3
+
+from devstack.claims import Grant
+from devstack.s3_uri import S3Uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sts import STSClient
+
+REGION = "us-east-1"
+#: The buckets the local stack creates at start.
+BUCKETS = ("udf-bundles", "udf-inputs", "udf-outputs")
+_ISSUER_TIMEOUT_SECONDS = 10
+
+# Variables `to_environ` writes and `from_environ` reads. The first three are the runner's own
+# settings (runner/settings.py); the rest are for development tools only.
+MINTER_URL = "UDF_RUNNER_MINTER_URL"
+QUERY_URL = "UDF_RUNNER_QUERY_URL"
+S3_ENDPOINT_URL = "UDF_RUNNER_S3_ENDPOINT_URL"
+ISSUER_URL = "UDF_DEVSTACK_ISSUER_URL"
+STACK_REGION = "UDF_DEVSTACK_REGION"
+ADMIN_ACCESS_KEY_ID = "UDF_DEVSTACK_ADMIN_ACCESS_KEY_ID"
+ADMIN_SECRET_ACCESS_KEY = "UDF_DEVSTACK_ADMIN_SECRET_ACCESS_KEY"  # noqa: S105 - a name
+ISSUER_KEY = "UDF_DEVSTACK_ISSUER_KEY"
+
+
+class StackError(RuntimeError):
+    """The local stack failed to start, or one of its services refused a request of ours."""
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    """The embedded S3's administrator: for the stack itself and humans, never for a bundle."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    arn: str = ""
+
+
+@dataclass(frozen=True)
+class StackAccess:
+    """Endpoints of a running local stack and its development-only admin keys."""
+
+    minter_url: str
+    query_url: str
+    s3_endpoint_url: str
+    issuer_url: str
+    admin: AdminCredentials
+    issuer_key: str = field(repr=False)
+    region: str = REGION
+
+    def runner_environ(self) -> dict[str, str]:
+        """The `UDF_RUNNER_*` settings that point the runner at this stack (no secrets)."""
+        return {MINTER_URL: self.minter_url, QUERY_URL: self.query_url,
+                S3_ENDPOINT_URL: self.s3_endpoint_url}
+
+    def to_environ(self) -> dict[str, str]:
+        """Everything `from_environ` needs, the development-only keys included."""
+        return {
+            **self.runner_environ(),
+            ISSUER_URL: self.issuer_url,
+            STACK_REGION: self.region,
+            ADMIN_ACCESS_KEY_ID: self.admin.access_key_id,
+            ADMIN_SECRET_ACCESS_KEY: self.admin.secret_access_key,
+            ISSUER_KEY: self.issuer_key,
+        }
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> StackAccess | None:
+        """The stack `environ` describes, or None when it names none (no issuer URL)."""
+        if not environ.get(ISSUER_URL):
+            return None
+        missing = [name for name in (MINTER_URL, QUERY_URL, S3_ENDPOINT_URL, ADMIN_ACCESS_KEY_ID,
+                                     ADMIN_SECRET_ACCESS_KEY, ISSUER_KEY) if not environ.get(name)]
+        if missing:
+            raise StackError(f"{ISSUER_URL} is set but not {', '.join(missing)}")
+        return cls(
+            minter_url=environ[MINTER_URL], query_url=environ[QUERY_URL],
+            s3_endpoint_url=environ[S3_ENDPOINT_URL], issuer_url=environ[ISSUER_URL],
+            admin=AdminCredentials(environ[ADMIN_ACCESS_KEY_ID], environ[ADMIN_SECRET_ACCESS_KEY]),
+            issuer_key=environ[ISSUER_KEY], region=environ.get(STACK_REGION) or REGION,
+        )
+
+    def issue_token(self, grant: Grant) -> str:
+        """A capability token for `grant`, from the stack's issuer (`POST /v1/tokens`)."""
+        request = urllib.request.Request(  # noqa: S310 - the URL is the stack's own http URL
+            f"{self.issuer_url}/v1/tokens",
+            data=grant.model_dump_json().encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": f"Bearer {self.issuer_key}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=_ISSUER_TIMEOUT_SECONDS) as response:  # noqa: S310
+                return str(json.load(response)["token"])
+        except urllib.error.HTTPError as e:
+            raise StackError(f"the token issuer refused: {e.code} {e.read().decode()}") from e
+        except OSError as e:
+            raise StackError(f"the token issuer is unreachable: {e}") from e
+
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["iam"]) -> IAMClient: ...
+    @overload
+    def client(self, service: Literal["sts"]) -> STSClient: ...
+
+    def client(self, service: Literal["s3", "iam", "sts"]) -> Any:
+        """An admin boto3 client for the embedded `service`."""
+        return admin_client(service, self.s3_endpoint_url, self.admin, self.region)
+
+    def upload(self, uri: str, data: bytes) -> str:
+        """Put `data` at `uri` with the admin credentials; return its SHA-256 (lowercase hex)."""
+        location = S3Uri.parse(uri)
+        if location.is_prefix:
+            raise ValueError(f"{uri} is a prefix, not an object")
+        self.client("s3").put_object(Bucket=location.bucket, Key=location.key, Body=data)
+        return hashlib.sha256(data).hexdigest()
+
+    def upload_bundle(self, source: Path | bytes, uri: str) -> str:
+        """Upload a bundle zip (a file or its bytes) to `uri`; return the SHA-256 to pin."""
+        return self.upload(uri, source.read_bytes() if isinstance(source, Path) else source)
+
+
+def admin_client(service: str, endpoint_url: str, admin: AdminCredentials,
+                 region: str = REGION) -> Any:
+    """A boto3 client for the embedded `service` with the admin credentials."""
+    return boto3.session.Session().client(
+        service,  # type: ignore[call-overload]  # checked by the callers' Literal types
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=admin.access_key_id,
+        aws_secret_access_key=admin.secret_access_key,
+    )

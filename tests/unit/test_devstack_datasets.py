@@ -1,0 +1,41 @@
+"""The sample datasets: reproducible, and shaped like the documented tables."""
+
+from __future__ import annotations
+
+from devstack import datasets
+
+
+def test_the_same_seed_gives_the_same_data_and_another_seed_does_not() -> None:
+    assert datasets.generate() == datasets.generate()
+    assert datasets.generate(seed=1) != datasets.generate()
+
+
+def test_every_table_has_its_schemas_columns_of_equal_length() -> None:
+    data = datasets.generate()
+
+    for name, schema in datasets.SCHEMAS.items():
+        columns = data.tables[name]
+        assert list(columns) == [column for column, _ in schema]
+        assert len({len(values) for values in columns.values()}) == 1
+
+
+def test_transfers_are_ordered_by_block_and_log_index_within_the_sample_blocks() -> None:
+    transfers = datasets.generate().tables["erc20_transfers"]
+    positions = list(zip(transfers["block_number"], transfers["log_index"], strict=True))
+
+    assert len(positions) == datasets.TRANSFER_COUNT
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
+    first, last = datasets.FIRST_BLOCK, datasets.FIRST_BLOCK + datasets.BLOCK_COUNT - 1
+    assert all(first <= block <= last for block, _ in positions)
+    assert set(transfers["token"]) <= {address for address, _, _ in datasets.TOKENS}
+    assert all(sender != receiver for sender, receiver in
+               zip(transfers["from"], transfers["to"], strict=True))
+
+
+def test_blocks_chain_by_parent_hash() -> None:
+    blocks = datasets.generate().tables["blocks"]
+
+    assert blocks["parent_hash"][1:] == blocks["hash"][:-1]
+    assert blocks["number"] == list(range(datasets.FIRST_BLOCK,
+                                          datasets.FIRST_BLOCK + datasets.BLOCK_COUNT))

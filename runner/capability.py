@@ -5,7 +5,7 @@ runner only refuses, before any network call, a token that cannot be right for t
 malformed, expired, or issued for another task, attempt or bundle. The token itself is never
 logged or put in a message.
 
-Claims (contracts/capability-token.md): task_id, attempt, bundle_sha256, datasets,
+Claims (contracts/capability-token.schema.json): task_id, attempt, bundle_sha256, datasets,
 prefixes {read, write}, exp, nbf, iat, iss, aud, sub, jti.
 """
 

@@ -14,7 +14,9 @@ import struct
 from pathlib import Path
 
 from runner.errors import MissingEntrypointError, UnsupportedArchitectureError
-from runner.launch import BOOTSTRAP
+
+#: The name of a custom runtime's entrypoint at the bundle root.
+BOOTSTRAP = "bootstrap"
 
 __all__ = ["check_bootstrap", "describe_executable"]
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import ziparchive
+from runner.entrypoint import BOOTSTRAP
 from runner.errors import BundleTooLargeError, InvalidBundleError, SandboxError
-from runner.launch import BOOTSTRAP
 from runner.settings import Settings
 from runner.ziparchive import Directory, Entry
 

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runner.entrypoint import BOOTSTRAP, check_bootstrap
 from runner.sandbox import ChildSpec
 from runner.settings import Settings
 
 #: Lambda's PATH for OS-only runtimes (checklist item 32).
 PROVIDED_PATH = "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
-#: The name of a custom runtime's entrypoint at the bundle root.
-BOOTSTRAP = "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -132,8 +131,10 @@ def provided_env(settings: Settings, dirs: WorkDirs, handler: str | None,
 
 def child_spec(runtime: str, dirs: WorkDirs, handler: str | None, task: TaskEnvironment,
                settings: Settings) -> ChildSpec:
-    """How to start the child for `runtime` ("provided" or "nodejs")."""
+    """How to start the child for `runtime` ("provided" or "nodejs"); raises before anything
+    starts when the bundle has no entrypoint the runtime could use."""
     if runtime == "provided":
+        check_bootstrap(dirs.task_root)
         return ChildSpec(argv=provided_command(dirs), cwd=dirs.task_root,
                          env=provided_env(settings, dirs, handler, task))
     if runtime == "nodejs":

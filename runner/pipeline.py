@@ -20,7 +20,7 @@ from typing import Any
 import urllib3
 from pydantic import ValidationError
 
-from runner import capability, launch, result
+from runner import capability, extract, launch, result
 from runner.cache import BundleCache
 from runner.errors import InvalidPayloadError, QueryFailedError, RunnerError, SandboxError
 from runner.fetch import FetchedBundle, S3ClientFactory, S3Clients, fetch
@@ -177,16 +177,12 @@ class Pipeline:
     def _invoke(self, payload: TaskPayload, zip_path: Path, *, task: launch.TaskEnvironment,
                 event: bytes, deadline: Deadline, context: InvokeContext,
                 phases: Phases) -> InvocationOutcome:
-        from runner import entrypoint, extract  # noqa: PLC0415 - TODO wire at top once landed
-
         label = f"{payload.task_id}/{payload.attempt}"
         with attempt_dir(self._settings.work_root, label) as dirs:
             with phases("extract"):
                 extract.extract(zip_path, dirs.task_root, extract.limits_from(self._settings))
             spec = launch.child_spec(payload.bundle.runtime, dirs, payload.bundle.handler, task,
                                      self._settings)
-            if payload.bundle.runtime == "provided":
-                entrypoint.check_bootstrap(dirs.task_root)
             timeout_ms = min(payload.timeout_ms, int(deadline.remaining() * 1000))
             started = time.perf_counter()
             outcome = run_invocation(InvocationSpec(

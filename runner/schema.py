@@ -7,9 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from runner.models import TaskPayload, TaskResult
 
-SCHEMAS = {
+SCHEMAS: dict[str, type[BaseModel]] = {
     "task-payload.schema.json": TaskPayload,
     "task-result.schema.json": TaskResult,
 }

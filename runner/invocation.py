@@ -8,10 +8,13 @@ deadline. No thread sleeps and nothing is polled on a timer.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import math
 import os
 import select
 import signal
+import termios
 import time
 import uuid
 from collections.abc import Callable
@@ -111,7 +114,7 @@ def run_invocation(spec: InvocationSpec, settings: Settings, *, sink: LineSink =
                                f"{e.strerror}")
             return _outcome(state, capture, response=None, error=failed, started=started)
         waited = _wait(child, state, wake_r, capture, started + timeout)
-        if waited.exited and state.answer is None:
+        if waited.exited and not state.published:
             # It may have exited right after sending its answer: let the server finish reading.
             server.settle(min(_SETTLE_SECONDS, max(0.0, started + timeout - time.monotonic())))
         answer = state.close()
@@ -143,7 +146,7 @@ def _wait(child: Child, state: InvocationState, wake_r: int, capture: OutputCapt
     poller = select.poll()
     for fd in (*child.streams, child.pidfd, wake_r):
         poller.register(fd, select.POLLIN)
-    while state.answer is None and not waited.exited:
+    while not state.published and not waited.exited:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
@@ -169,18 +172,24 @@ def _read_into(fd: int, streams: dict[int, str], capture: OutputCapture) -> bool
 
 
 def _drain(streams: dict[int, str], capture: OutputCapture) -> None:
-    """Read what the child left in its pipes. Every writer is dead by now, so each pipe ends;
-    a pipe that is still open and empty (a writer outlived the sweep) is not waited for."""
-    poller = select.poll()
-    for fd in streams:
-        poller.register(fd, select.POLLIN)
-    while streams:
-        ready = poller.poll(0)
-        if not ready:
-            return
-        for fd, _ in ready:
-            if not _read_into(fd, streams, capture):
-                poller.unregister(fd)
+    """Read what the child left in its pipes: exactly what they hold now. A writer that
+    outlived the sweep may keep writing; what it adds is neither waited for nor read, so it
+    cannot keep the runner here (reading "until empty" could go on for as long as it writes)."""
+    for fd, stream in streams.items():
+        left = _buffered(fd)
+        while left > 0:
+            data = os.read(fd, min(left, _READ_CHUNK))  # never blocks: the bytes are there
+            if not data:
+                break
+            capture.feed(stream, data)
+            left -= len(data)
+
+
+def _buffered(fd: int) -> int:
+    """Bytes waiting in the pipe `fd`."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
 
 
 def _judge(  # noqa: PLR0911 - one return per way an invocation ends reads as a table

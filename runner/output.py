@@ -17,7 +17,9 @@ from runner.models import LogsInfo
 #: Receives each forwarded, already-neutralised line (without its newline).
 LineSink = Callable[[str], None]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 controls (but tab), and the Unicode line and paragraph separators: anything a
+# reader of the log might take for the start of a new line.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def stdout_sink(line: str) -> None:
@@ -26,7 +28,8 @@ def stdout_sink(line: str) -> None:
 
 
 def _escape(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class OutputCapture:
@@ -43,6 +46,7 @@ class OutputCapture:
         self._tail = bytearray()
         self.total = 0
         self.forwarded = 0
+        self._dropped = False  # some output was not forwarded
 
     def feed(self, stream: str, data: bytes) -> None:
         """Take a chunk read from `stream` ("stdout" or "stderr")."""
@@ -51,6 +55,7 @@ class OutputCapture:
         if len(self._tail) > 2 * self._tail_bytes:
             del self._tail[: len(self._tail) - self._tail_bytes]
         if self.forwarded >= self._keep:
+            self._dropped = self._dropped or bool(data)
             return  # over the budget: counted, not kept
         partial = self._partial[stream]
         partial += data
@@ -65,15 +70,22 @@ class OutputCapture:
     def close(self) -> LogsInfo:
         """Flush unterminated lines and summarise what was printed."""
         for stream, partial in self._partial.items():
-            if partial and self.forwarded < self._keep:
+            if partial:
                 self._forward(stream, partial)
             partial.clear()
         tail = bytes(self._tail[-self._tail_bytes:]) if self._tail_bytes else b""
         return LogsInfo(tail=tail.decode("utf-8", "replace"), bytes=self.total,
-                        truncated=self.total > self._keep)
+                        truncated=self._dropped)
 
     def _forward(self, stream: str, line: bytes | bytearray) -> None:
+        # A line too long goes in pieces, whether it came whole or is still unterminated.
+        for start in range(0, max(len(line), 1), self._line_bytes):
+            self._forward_piece(stream, line[start:start + self._line_bytes])
+
+    def _forward_piece(self, stream: str, line: bytes | bytearray) -> None:
         room = self._keep - self.forwarded
+        if len(line) > room:
+            self._dropped = True
         if room <= 0:
             return
         line = line[:room]

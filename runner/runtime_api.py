@@ -50,6 +50,7 @@ RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 ERROR_CAUSE_CONTENT_TYPE = "application/vnd.aws.lambda.error.cause+json"
 #: Longest error message kept from a non-JSON error body.
 _RAW_ERROR_KEEP = 64 * 1024
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class PostedError:
 
 @dataclass(frozen=True)
 class Oversized:
-    """A response body over the limit (its size as far as it was read)."""
+    """A response body over the limit: its declared size, or a stream's size when it crossed."""
 
     size: int
     limit: int
@@ -141,9 +142,10 @@ class InvocationState:
 
     invocation: Invocation
     deadline: float  # time.monotonic() value after which answers are late
-    on_change: Callable[[], None]  # called after each request is answered, outside the lock
+    on_change: Callable[[], None]  # called by `publish`, outside the lock
     phase: Phase = Phase.INIT
     answer: Answer | None = None
+    published: bool = False  # the answer is final for the driver (its reply has been written)
     next_at: float | None = None  # monotonic time the child took the event
     answered_at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -190,13 +192,23 @@ class InvocationState:
             self.answer = PostedError("init", error)
             self.answered_at = time.monotonic()
 
+    def publish(self) -> None:
+        """Let the driver act on what has been recorded (called once the reply is written: a
+        client stopped before its 202 arrives would log a spurious error)."""
+        with self._lock:
+            self.published = self.answer is not None
+        self.on_change()
+
     def close(self) -> Answer | None:
-        """Freeze the outcome: nothing the child sends from now on counts. Releases held calls."""
+        """Freeze the outcome: nothing the child sends from now on counts. Held `next` calls
+        stay held, so the child is stopped while it waits, not woken to an empty reply."""
         with self._lock:
             self.phase = Phase.CLOSED
-            answer = self.answer
+            return self.answer
+
+    def release(self) -> None:
+        """End every held `next` call (the child is gone, or the server is stopping)."""
         self._closed.set()
-        return answer
 
     def _check_answer(self, request_id: str) -> None:
         if request_id != self.invocation.request_id or self.phase is Phase.INIT:
@@ -214,7 +226,8 @@ def parse_function_error(body: bytes, header_type: str | None, phase: str) -> Fu
     fallback_type = header_type or ("Runtime.Unknown" if phase == "init" else "Function.Unknown")
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    # ValueError, not only JSONDecodeError: an integer over 4300 digits is refused with it.
+    except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
         text = body[:_RAW_ERROR_KEEP].decode("utf-8", "replace")
@@ -223,17 +236,24 @@ def parse_function_error(body: bytes, header_type: str | None, phase: str) -> Fu
     message = data.get("errorMessage")
     trace = data.get("stackTrace", data.get("trace"))
     return FunctionErrorBody(
-        error_type=error_type if isinstance(error_type, str) and error_type else fallback_type,
-        error_message=message if isinstance(message, str) else json.dumps(message),
+        error_type=_text(error_type) if isinstance(error_type, str) and error_type
+        else fallback_type,
+        error_message=_text(message),
         stack_trace=_trace_lines(trace),
     )
 
 
+def _text(value: Any) -> str:
+    """A field as text any UTF-8 output can hold: JSON may carry lone surrogates ("\\ud800")."""
+    text = value if isinstance(value, str) else "" if value is None else json.dumps(value)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _trace_lines(trace: Any) -> list[str]:
     if isinstance(trace, str):
-        return trace.splitlines()
+        return _text(trace).splitlines()
     if isinstance(trace, list):
-        return [item if isinstance(item, str) else json.dumps(item) for item in trace]
+        return [_text(item) for item in trace]
     return []
 
 
@@ -243,39 +263,49 @@ class _Truncated(Exception):  # noqa: N818 - internal signal for a body cut shor
 
 @dataclass
 class _Body:
+    """A request body as it is read: every byte counted, at most `keep` of them kept."""
+
+    keep: int
+    #: Told the size read so far, once, as soon as more than `keep` bytes have arrived.
+    on_overflow: Callable[[int], None] | None = None
     data: bytearray = field(default_factory=bytearray)
     size: int = 0
     trailers: dict[str, str] = field(default_factory=dict)
 
-    def take(self, chunk: bytes, keep: int) -> None:
+    def take(self, chunk: bytes) -> None:
+        before = self.size
         self.size += len(chunk)
-        room = keep - len(self.data)
+        room = self.keep - len(self.data)
         if room > 0:
             self.data += chunk[:room]
+        if self.on_overflow is not None and before <= self.keep < self.size:
+            self.on_overflow(self.size)
 
 
-def _read_exact(rfile: BinaryIO, length: int, body: _Body, keep: int) -> None:
+def _read_exact(rfile: BinaryIO, length: int, body: _Body) -> None:
     remaining = length
     while remaining:
         chunk = rfile.read(min(remaining, 1 << 20))
         if not chunk:
             raise _Truncated
-        body.take(chunk, keep)
+        body.take(chunk)
         remaining -= len(chunk)
 
 
-def _read_chunked(rfile: BinaryIO, body: _Body, keep: int) -> None:
+def _read_chunked(rfile: BinaryIO, body: _Body) -> None:
     while True:
         line = rfile.readline(1024)
         if not line.endswith(b"\n"):
             raise _Truncated
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError as e:
-            raise _Truncated from e
+        size_field = line.split(b";", 1)[0].strip()
+        # int(x, 16) alone would take "-5", "+5", "0x5" and "5_0"; a negative size made
+        # `read` raise ValueError, which dropped the connection without a reply.
+        if not _CHUNK_SIZE.fullmatch(size_field):
+            raise _Truncated
+        size = int(size_field, 16)
         if size == 0:
             break
-        _read_exact(rfile, size, body, keep)
+        _read_exact(rfile, size, body)
         if rfile.readline(3).strip():
             raise _Truncated
     while True:
@@ -341,9 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._render(refusal.status, {"errorMessage": refusal.message,
                                           "errorType": refusal.error_type})
         finally:
-            # Only now, with the reply written, may the driver act on the change (and stop the
-            # child): a client that is killed before its 202 arrives would log a spurious error.
-            self._state.on_change()
+            self._state.publish()
 
     def _drain(self) -> None:
         """Consume an unread body so the connection stays usable for the next request."""
@@ -404,14 +432,21 @@ class _Handler(BaseHTTPRequestHandler):
             raise Refused(HTTPStatus.BAD_REQUEST, "InvalidFunctionResponseMode",
                           "Invalid function response mode")
         limit = self._server.response_limit
-        body = self._read_body(keep=limit + 1)
+        body = self._read_body(
+            keep=limit, on_overflow=lambda size: self._oversized(request_id, size, limit))
         if body.size > limit:
-            self._state.record_answer(request_id, Oversized(body.size, limit))
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RequestEntityTooLarge",
                           f"Exceeded maximum allowed payload size ({limit} bytes).")
         self._state.record_answer(request_id, self._stream_error(body) or Response(
             bytes(body.data), self.headers.get("Content-Type", "application/octet-stream")))
         self._accepted()
+
+    def _oversized(self, request_id: str, size: int, limit: int) -> None:
+        """Too large is the answer as soon as it is known, before the rest is drained: a stream
+        that never ends must end the invocation as too large, not run on until the deadline."""
+        total = size if self._chunked else self._content_length()
+        self._state.record_answer(request_id, Oversized(total, limit))
+        self._state.publish()
 
     def _stream_error(self, body: _Body) -> PostedError | None:
         """A stream that failed midway names its error in trailers (item 21)."""
@@ -452,20 +487,28 @@ class _Handler(BaseHTTPRequestHandler):
                           f"Exceeded maximum allowed payload size ({limit} bytes).")
         return body
 
-    def _read_body(self, keep: int) -> _Body:
+    @property
+    def _chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def _read_body(self, keep: int,
+                   on_overflow: Callable[[int], None] | None = None) -> _Body:
         """Read the whole body, keeping at most `keep` bytes, so the reply is never lost to a
         reset caused by unread data (a body over the limit is drained, not left on the socket)."""
-        body = _Body()
+        body = _Body(keep, on_overflow)
         self._body_read = True
         try:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                _read_chunked(cast(BinaryIO, self.rfile), body, keep)
+            if self._chunked:
+                _read_chunked(cast(BinaryIO, self.rfile), body)
             else:
-                _read_exact(cast(BinaryIO, self.rfile), self._content_length(), body, keep)
+                _read_exact(cast(BinaryIO, self.rfile), self._content_length(), body)
         except _Truncated:
             self.close_connection = True
             raise Refused(HTTPStatus.BAD_REQUEST, "TruncatedHTTPRequest",
                           "HTTP request detected as truncated") from None
+        except Refused:
+            self.close_connection = True  # refused by `on_overflow` with the body half read
+            raise
         return body
 
     def _content_length(self) -> int:
@@ -545,6 +588,7 @@ class RuntimeApiServer(ThreadingHTTPServer):
     def stop(self) -> None:
         """Stop accepting, cut every connection (held `next` calls included), join all threads."""
         self.state.close()
+        self.state.release()
         _shutdown_quietly(self.socket)
         if self._acceptor is not None:
             self._acceptor.join()

@@ -1,8 +1,12 @@
-"""What /proc says about the processes on this machine, and killing a set of them for certain.
+"""What /proc says about the processes on this machine, and signalling them for certain.
 
-Ownership is read from `/proc/<pid>/status` (the real uid) rather than from the owner of
-`/proc/<pid>`: a process that makes itself non-dumpable has its /proc entries re-owned by root,
-which would hide it from a scan by directory owner.
+Ownership is read from `/proc/<pid>/status` (the real uid, which is also what RLIMIT_NPROC
+counts) rather than from the owner of `/proc/<pid>`: a process that makes itself non-dumpable has
+its /proc entries re-owned by root, which would hide it from a scan by directory owner.
+
+A pid alone does not name a process for long (pids are reused); a pid with its start time does.
+Signals go through pidfds opened for a (pid, start time) that was checked after opening, so a
+process that replaced a dead one under the same pid is never hit.
 """
 
 from __future__ import annotations
@@ -11,52 +15,60 @@ import os
 import select
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
+#: Longest ancestor chain followed; deeper than any real process tree.
+_MAX_DEPTH = 4096
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """One live process as /proc shows it."""
+    """One process as /proc shows it."""
 
     pid: int
     ppid: int
     pgrp: int
     session: int
     state: str
+    starttime: int  # clock ticks after boot
+    uid: int  # real uid
+    threads: int
 
     @property
     def is_zombie(self) -> bool:
         """Dead and waiting to be reaped: it runs nothing and holds nothing open."""
         return self.state in ("Z", "X")
 
+    @property
+    def key(self) -> tuple[int, int]:
+        """The pid and start time: names this process and no later one with the same pid."""
+        return (self.pid, self.starttime)
+
 
 def read_process(pid: int) -> ProcessInfo | None:
     """The process `pid`, or None when it has gone."""
+    base = PROC / str(pid)
     try:
-        stat = (PROC / str(pid) / "stat").read_bytes().decode("ascii", "replace")
+        stat = (base / "stat").read_bytes().decode("ascii", "replace")
+        status = (base / "status").read_bytes()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may itself contain ") ".
     fields = stat[stat.rindex(")") + 2:].split()
-    return ProcessInfo(pid=pid, state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]),
-                       session=int(fields[3]))
-
-
-def real_uid(pid: int) -> int | None:
-    """The real uid of `pid`, or None when it has gone."""
-    try:
-        status = (PROC / str(pid) / "status").read_bytes()
-    except OSError:
-        return None
+    uid = threads = -1
     for line in status.splitlines():
         if line.startswith(b"Uid:"):
-            return int(line.split()[1])
-    return None
+            uid = int(line.split()[1])
+        elif line.startswith(b"Threads:"):
+            threads = int(line.split()[1])
+    # Field 22 (starttime) is the 20th after the command name.
+    return ProcessInfo(pid=pid, state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]),
+                       session=int(fields[3]), starttime=int(fields[19]), uid=uid,
+                       threads=threads)
 
 
 def pids() -> Iterator[int]:
@@ -67,41 +79,67 @@ def pids() -> Iterator[int]:
 
 
 def processes() -> Iterator[ProcessInfo]:
-    """Every live process (zombies included; check `is_zombie`)."""
+    """Every process (zombies included; check `is_zombie`)."""
     for pid in pids():
         info = read_process(pid)
         if info is not None:
             yield info
 
 
-def kill_and_wait(targets: Iterable[int], timeout: float) -> set[int]:
-    """SIGKILL each pid and wait until all have exited; returns those still alive at `timeout`.
+def table() -> dict[int, ProcessInfo]:
+    """Every process by pid, read in one pass."""
+    return {p.pid: p for p in processes()}
 
-    Signals go through pidfds, so a pid reused after the scan is never hit; exit is awaited on
-    the same pidfds (readable once the process has exited), without polling /proc in a loop.
-    """
-    fds: dict[int, int] = {}
+
+def ancestors(process: ProcessInfo, procs: Mapping[int, ProcessInfo]) -> Iterator[ProcessInfo]:
+    """The parent, its parent and so on, as far as `procs` knows them (init last)."""
+    seen = 0
+    current = procs.get(process.ppid)
+    while current is not None and seen < _MAX_DEPTH:
+        yield current
+        seen += 1
+        current = procs.get(current.ppid) if current.ppid != current.pid else None
+
+
+def descends_from(process: ProcessInfo, pid: int, procs: Mapping[int, ProcessInfo]) -> bool:
+    """Whether `pid` is an ancestor of `process`."""
+    return any(a.pid == pid for a in ancestors(process, procs))
+
+
+def task_count(uid: int) -> int:
+    """Processes and threads of real uid `uid`: what RLIMIT_NPROC counts against it."""
+    return sum(max(p.threads, 1) for p in processes() if p.uid == uid)
+
+
+def open_pidfd(process: ProcessInfo) -> int | None:
+    """A pidfd for exactly `process`, or None when it has gone (or its pid now names another)."""
     try:
-        for pid in targets:
-            try:
-                fd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                continue
-            fds[fd] = pid
-            # A process that exits between open and signal is seen at once by the poll below.
-            with suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-        return _wait_exited(fds, timeout)
-    finally:
-        for fd in fds:
-            os.close(fd)
+        fd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return None
+    # Opened first, checked second: once the pidfd exists the pid cannot be reused under it.
+    now = read_process(process.pid)
+    if now is None or now.starttime != process.starttime:
+        os.close(fd)
+        return None
+    return fd
 
 
-def _wait_exited(fds: dict[int, int], timeout: float) -> set[int]:
+def send(fd: int, sig: signal.Signals) -> None:
+    """Signal the process behind a pidfd; one that has already exited is left alone."""
+    with suppress(ProcessLookupError):
+        signal.pidfd_send_signal(fd, sig)
+
+
+def wait_exited(fds: Iterable[int], timeout: float) -> set[int]:
+    """Wait until the process behind each pidfd has exited; returns the fds still alive then.
+
+    A pidfd becomes readable when its process exits (zombie or reaped), so nothing polls /proc.
+    """
     poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
     pending = set(fds)
+    for fd in pending:
+        poller.register(fd, select.POLLIN)
     end = time.monotonic() + timeout
     while pending:
         remaining = end - time.monotonic()
@@ -110,4 +148,27 @@ def _wait_exited(fds: dict[int, int], timeout: float) -> set[int]:
         for fd, _ in poller.poll(remaining * 1000):
             pending.discard(fd)
             poller.unregister(fd)
-    return {fds[fd] for fd in pending}
+    return pending
+
+
+def reap(fd: int) -> bool:
+    """Collect the exit status of the process behind `fd` if it is our exited child."""
+    try:
+        return os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG) is not None
+    except ChildProcessError:  # not our child: its own parent (or init) collects it
+        return False
+
+
+def kill_and_wait(targets: Iterable[ProcessInfo], timeout: float) -> set[int]:
+    """SIGKILL each process and wait until all have exited; returns the pids alive at `timeout`."""
+    fds: dict[int, int] = {}
+    try:
+        for process in targets:
+            fd = open_pidfd(process)
+            if fd is not None:
+                fds[fd] = process.pid
+                send(fd, signal.SIGKILL)
+        return {fds[fd] for fd in wait_exited(fds, timeout)}
+    finally:
+        for fd in fds:
+            os.close(fd)

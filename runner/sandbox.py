@@ -77,8 +77,8 @@ class Child:
     def stop(self, grace: float) -> None:
         """SIGTERM the whole process group, SIGKILL it after `grace`, and wait until it is gone.
 
-        Members that left the group (setsid, double fork) are not found here; the containment
-        sweep, which scans by uid, takes them.
+        Members that left the group (setsid, double fork) are not found here; the sweep of
+        `runner.containment` (by process tree and by uid) takes them.
         """
         _signal_group(self.pid, signal.SIGTERM)
         if self._proc.poll() is None:
@@ -87,11 +87,14 @@ class Child:
             poller.poll(grace * 1000)
         _signal_group(self.pid, signal.SIGKILL)
         self._proc.wait()
-        members = [p.pid for p in procfs.processes() if p.pgrp == self.pid and not p.is_zombie]
+        members = [p for p in procfs.processes() if p.pgrp == self.pid and not p.is_zombie]
         procfs.kill_and_wait(members, KILL_WAIT_SECONDS)
 
     def close(self) -> None:
-        """Release the pidfd and the pipes (after `stop`)."""
+        """Release the pidfd and the pipes; a child still running (the invocation was cut
+        short by an exception) is stopped first, without grace."""
+        if self._proc.poll() is None:
+            self.stop(0)
         os.close(self.pidfd)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:

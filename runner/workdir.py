@@ -1,8 +1,14 @@
 """The per-attempt work directory: created fresh for each attempt, removed after it, whatever
-happened. Nothing the bundle wrote there can reach the next attempt."""
+happened. Nothing the bundle wrote there can reach the next attempt.
+
+When the child runs as another uid (`owner`), `home/` and `tmp/` are its own (0700) and
+`task/` stays the runner's (0755: readable, not writable, by the child); every directory above
+them must be searchable by others for the child to get there (the attempt's own is 0711).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import tempfile
@@ -19,15 +25,23 @@ def attempts_root(work_root: Path) -> Path:
 
 
 @contextmanager
-def attempt_dir(work_root: Path, label: str) -> Iterator[WorkDirs]:
-    """A fresh `task/`, `home/` and `tmp/` for one attempt, wiped on exit."""
+def attempt_dir(work_root: Path, label: str, *,
+                owner: tuple[int, int] | None = None) -> Iterator[WorkDirs]:
+    """A fresh `task/`, `home/` and `tmp/` for one attempt, wiped on exit; `home/` and `tmp/`
+    belong to `owner` (uid, gid) when given."""
     parent = attempts_root(work_root)
-    parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    parent.mkdir(parents=True, exist_ok=True)
+    parent.chmod(0o711)  # whatever the umask: another uid must pass through it
     root = Path(tempfile.mkdtemp(prefix=f"{_safe(label)}-", dir=parent))
     try:
+        root.chmod(0o711)
         dirs = WorkDirs(task_root=root / "task", home=root / "home", tmp=root / "tmp")
-        for path in (dirs.task_root, dirs.home, dirs.tmp):
-            path.mkdir()
+        dirs.task_root.mkdir(mode=0o755)
+        dirs.task_root.chmod(0o755)  # whatever the umask
+        for path in (dirs.home, dirs.tmp):
+            path.mkdir(mode=0o700)
+            if owner is not None:
+                os.chown(path, *owner)
         yield dirs
     finally:
         remove_tree(root)

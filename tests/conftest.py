@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runner.settings import Settings
+from runner.workdir import remove_tree
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +23,20 @@ def _restore_environ() -> Iterator[None]:
 
 
 @pytest.fixture
-def work_root(tmp_path: Path) -> Path:
-    """A work root private to the test (never the developer's own /tmp/udf-runner)."""
-    root = tmp_path / "work"
-    root.mkdir()
-    return root
+def work_root() -> Iterator[Path]:
+    """A work root private to the test (never the developer's own /tmp/udf-runner).
+
+    Not under pytest's tmp_path: that is 0700, and the child runs as the sandbox uid when the
+    tests run as root, so every directory above its work dir must be searchable by others.
+    """
+    base = Path(tempfile.mkdtemp(prefix="udf-runner-test-"))
+    try:
+        base.chmod(0o711)
+        root = base / "work"
+        root.mkdir(mode=0o755)
+        yield root
+    finally:
+        remove_tree(base)
 
 
 @pytest.fixture

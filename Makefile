@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 # npm ci's hidden lockfile: newer than package-lock.json once the Node test fixtures' tools are in.
 NODE_FIXTURES := tests/fixtures/node/node_modules/.package-lock.json
+SAMPLES_NPM := samples/node_modules/.package-lock.json
 # sam build runs scripts/Makefile, which pip-installs the function's dependencies with PIP_PYTHON.
 SAM := SAM_CLI_TELEMETRY=0 PIP_PYTHON=$(abspath $(PY)) $(VENV)/bin/sam
 
@@ -25,7 +26,7 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local,dev]'
 	touch $@
 
-setup: $(INSTALLED) layer $(NODE_FIXTURES)
+setup: $(INSTALLED) layer $(NODE_FIXTURES) $(SAMPLES_NPM)
 
 # The Node.js runtime layer in layers/nodejs/build (a no-op when already built for its pins).
 layer:
@@ -33,6 +34,9 @@ layer:
 
 $(NODE_FIXTURES): tests/fixtures/node/package-lock.json
 	cd tests/fixtures/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+$(SAMPLES_NPM): samples/package-lock.json
+	cd samples && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 lint: setup
 	$(VENV)/bin/ruff check .

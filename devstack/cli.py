@@ -1,29 +1,39 @@
-"""`udf-runner`: run a bundle locally through the same code path as the deployed function."""
+"""`udf-runner`: run bundles and task payloads locally, through the deployed function's own code.
+
+    udf-runner invoke PATH [--runtime provided|nodejs] [--handler H] [--event FILE|-] ...
+    udf-runner run-task PAYLOAD.json|-
+    udf-runner devstack
+    udf-runner demo
+
+`invoke` and `run-task` use the local stack that `udf-runner devstack` prints the environment of,
+or start one in-process when none is configured. Exit status: 0 when the function succeeded,
+1 when the task failed, 2 on bad usage.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
-from runner import launch, result
-from runner.errors import RunnerError
-from runner.invocation import InvocationSpec, run_invocation
-from runner.models import TaskResult
-from runner.settings import Settings, SettingsError
-from runner.workdir import attempt_dir
+from devstack.access import StackError
+from devstack.bundles import bundle_bytes
+from devstack.local_run import LocalRunner, local_runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: The Node.js layer `make layer` builds, used unless UDF_RUNNER_NODE_LAYER names another.
-LOCAL_NODE_LAYER = Path(__file__).resolve().parents[1] / "layers" / "nodejs" / "build"
+
+
+class UsageError(Exception):
+    """The command line or a file it names is wrong (exit status 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="udf-runner", description=__doc__)
+    parser = argparse.ArgumentParser(prog="udf-runner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     invoke = commands.add_parser("invoke", help="run a bundle zip or folder for one invocation")
     invoke.add_argument("path", type=Path, help="bundle zip or folder")
@@ -32,7 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--event", default=None,
                         help="JSON event file, or - for standard input (default: {})")
     invoke.add_argument("--timeout-ms", type=int, default=30_000)
+    invoke.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable of the task's own env (repeatable)")
+    invoke.add_argument("--dataset", action="append", default=[],
+                        help="a dataset the task may query (repeatable)")
+    invoke.add_argument("--query", action="append", default=[], metavar="NAME=SQL",
+                        help="an input query run before the invocation (repeatable)")
     invoke.add_argument("--json", action="store_true", help="print only the result JSON")
+    run_task = commands.add_parser("run-task", help="run a task payload (e.g. events/*.json)")
+    run_task.add_argument("payload", help="payload JSON file, or - for standard input")
+    run_task.add_argument("--keep-token", action="store_true",
+                          help="use the payload's token instead of one from the local issuer")
+    run_task.add_argument("--json", action="store_true", help="print only the result JSON")
+    commands.add_parser("devstack", help="run the local stack in the foreground")
+    commands.add_parser("demo", help="run every sample task (events/) end to end")
     return parser
 
 
@@ -41,51 +64,96 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env({"UDF_RUNNER_NODE_LAYER": str(LOCAL_NODE_LAYER), **os.environ})
-        event = _read_event(args.event)
-    except (SettingsError, OSError, ValueError) as e:
-        parser.exit(EXIT_USAGE, f"udf-runner: {e}\n")
+        return _dispatch(args)
+    except (UsageError, OSError) as e:
+        _usage(parser, str(e))
+    except StackError as e:
+        sys.stderr.write(f"udf-runner: the local stack failed: {e}\n")
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "devstack":
+        from devstack.stack import run_foreground  # noqa: PLC0415 - moto, DuckDB: this only
+
+        return run_foreground()
+    if args.command == "demo":
+        from devstack.demo import run_demo  # noqa: PLC0415
+
+        return run_demo()
+    if args.command == "invoke":
+        return _invoke(args)
+    return _run_task(args)
+
+
+def _invoke(args: argparse.Namespace) -> int:
     if not args.path.exists():
-        parser.exit(EXIT_USAGE, f"udf-runner: {args.path} does not exist\n")
-    outcome = _invoke(args.path, runtime=args.runtime, handler=args.handler, event=event,
-                      timeout_ms=args.timeout_ms, settings=settings)
-    _print(outcome, as_json=args.json)
-    return EXIT_OK if outcome.status == "succeeded" else EXIT_FAILED
+        raise UsageError(f"{args.path} does not exist")
+    event = _read_json(args.event) if args.event else {}
+    bundle = bundle_bytes(args.path)
+    with local_runner() as runner:
+        uri, sha256 = runner.upload(bundle)
+        payload = _invoke_payload(args, uri, sha256, event)
+        result = runner.run(payload)
+    return _report(result, as_json=args.json)
 
 
-def _read_event(source: str | None) -> bytes:
-    if source is None:
-        return b"{}"
+def _invoke_payload(args: argparse.Namespace, uri: str, sha256: str,
+                    event: Any) -> dict[str, Any]:
+    task_id = f"local-{uuid.uuid4().hex[:12]}"
+    return {
+        "schema_version": 1, "task_id": task_id, "attempt": 1,
+        "capability_token": "issued-by-the-local-stack",
+        "bundle": {"uri": uri, "sha256": sha256, "runtime": args.runtime,
+                   **({"handler": args.handler} if args.handler else {})},
+        "event": event, "timeout_ms": args.timeout_ms,
+        "inputs": {"datasets": args.dataset, "queries": _pairs(args.query, "--query")},
+        "outputs": {"s3_prefix": f"s3://udf-outputs/local/{task_id}/"},
+        "env": _pairs(args.env, "--env"),
+    }
+
+
+def _run_task(args: argparse.Namespace) -> int:
+    payload = _read_json(args.payload)
+    with local_runner() as runner:
+        _upload_samples(runner)
+        result = runner.run(payload, reissue_token=not args.keep_token)
+    return _report(result, as_json=args.json)
+
+
+def _upload_samples(runner: LocalRunner) -> None:
+    """The sample bundles the payloads in events/ pin; a no-op cost for other payloads."""
+    try:
+        runner.upload_samples()
+    except FileNotFoundError as e:
+        sys.stderr.write(f"udf-runner: samples not uploaded ({e})\n")
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{flag} takes NAME=VALUE, not {item!r}")
+        pairs[name] = value
+    return pairs
+
+
+def _read_json(source: str) -> Any:
     data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    json.loads(data)  # the event must be JSON, as it would be for Lambda
-    return data
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{source} is not JSON: {e}") from e
 
 
-def _invoke(path: Path, *, runtime: str, handler: str | None, event: bytes, timeout_ms: int,
-            settings: Settings) -> TaskResult:
-    task = launch.TaskEnvironment(task_id="local", attempt=1, token="")
-    with attempt_dir(settings.work_root, "local") as dirs:
-        try:
-            shutil.copytree(path, dirs.task_root, symlinks=True, dirs_exist_ok=True)
-            spec = InvocationSpec(
-                child=launch.child_spec(runtime, dirs, handler, task, settings),
-                event=event, timeout_ms=timeout_ms,
-                function_arn=launch.function_arn(settings), label="local/1",
-            )
-            outcome = run_invocation(spec, settings, sink=_stderr_sink)
-        except RunnerError as e:
-            return result.build(task_id="local", attempt=1, error=e)
-    return result.build(task_id="local", attempt=1, response=outcome.response,
-                        error=outcome.error, timings_ms=outcome.timings_ms, logs=outcome.logs)
+def _report(result: dict[str, Any], *, as_json: bool) -> int:
+    sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")
+    return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
 
 
-def _stderr_sink(line: str) -> None:
-    sys.stderr.write(line + "\n")
-
-
-def _print(outcome: TaskResult, *, as_json: bool) -> None:
-    text = outcome.model_dump_json(indent=None if as_json else 2)
-    sys.stdout.write(text + "\n")
+def _usage(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    parser.exit(EXIT_USAGE, f"udf-runner: {message}\n")
 
 
 if __name__ == "__main__":

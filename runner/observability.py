@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = "udf-runner"
 NAMESPACE_DEFAULT = "UdfRunner"
@@ -63,6 +64,8 @@ def record_result(timings_ms: dict[str, int], *, error_type: str | None,
         metrics.add_metric(name="CacheHit", unit=MetricUnit.Count, value=int(cache_hit))
     metrics.add_metric(name="Failed" if error_type else "Succeeded", unit=MetricUnit.Count,
                        value=1)
+    if is_metrics_disabled():
+        return
     # Flushed on its own so that the error type can be a dimension of this metric alone.
     with single_metric(name="Outcome", unit=MetricUnit.Count, value=1,
                        namespace=metrics.namespace,

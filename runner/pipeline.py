@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from runner import capability, extract, launch, result
 from runner.cache import BundleCache
+from runner.containment import Containment
 from runner.errors import InvalidPayloadError, QueryFailedError, RunnerError, SandboxError
 from runner.fetch import FetchedBundle, S3ClientFactory, S3Clients, fetch
 from runner.invocation import InvocationOutcome, InvocationSpec, run_invocation
@@ -33,7 +34,6 @@ from runner.query import INPUTS_KEY, QueryClient
 from runner.runtime_api import Response
 from runner.service_client import Deadline, ServiceClient
 from runner.settings import LAMBDA_RESPONSE_LIMIT, Settings
-from runner.workdir import attempt_dir
 
 #: Time kept back from the runner's own Lambda deadline for stopping the child and cleaning up.
 CLEANUP_MARGIN_MS = 3_000
@@ -71,6 +71,10 @@ class Pipeline:
         self._sink = sink
         self._pool = urllib3.PoolManager(retries=False, maxsize=4)
         self._cache = BundleCache(settings.work_root / "cache", settings.cache_max_bytes)
+        self._containment = Containment.start(settings, keep=[self._cache.root])
+        logger.info("containment", extra=self._containment.log_fields())
+        if self._containment.problem:
+            logger.error("bundles will not run here", extra={"reason": self._containment.problem})
 
     def run(self, raw: Any, context: InvokeContext | None = None) -> TaskResult:
         """Run one attempt of the task `raw` and return its result; never raises for the task."""
@@ -178,18 +182,21 @@ class Pipeline:
                 event: bytes, deadline: Deadline, context: InvokeContext,
                 phases: Phases) -> InvocationOutcome:
         label = f"{payload.task_id}/{payload.attempt}"
-        with attempt_dir(self._settings.work_root, label) as dirs:
+        # Leaving the block kills and reaps every process the attempt left and removes its work
+        # dir and scratch files; it raises SandboxError if it could not (even after a success).
+        with self._containment.attempt(label) as contained:
+            dirs = contained.dirs
             with phases("extract"):
                 extract.extract(zip_path, dirs.task_root, extract.limits_from(self._settings))
             spec = launch.child_spec(payload.bundle.runtime, dirs, payload.bundle.handler, task,
                                      self._settings)
-            timeout_ms = min(payload.timeout_ms, int(deadline.remaining() * 1000))
+            timeout_ms = max(1, min(payload.timeout_ms, int(deadline.remaining() * 1000)))
             started = time.perf_counter()
             outcome = run_invocation(InvocationSpec(
-                child=spec, event=event, timeout_ms=max(1, timeout_ms),
+                child=contained.contain(spec, timeout_ms), event=event, timeout_ms=timeout_ms,
                 function_arn=launch.function_arn(self._settings), label=label,
                 trace_id=context.trace_id,
-            ), self._settings, sink=self._sink)
+            ), self._settings, sink=self._sink, sweep=contained.sweep)
             for name, value in outcome.timings_ms.items():
                 phases.add(name, value / 1000)
         # Stopping the child, sweeping and removing the work dir: all that is not init/invoke.

@@ -1,0 +1,119 @@
+"""Task payloads run through the deployed handler, on a local stack: the `udf-runner` commands.
+
+The handler (`runner.app.lambda_handler`) and everything below it are the function's own code;
+only the platform around it is local: S3, the credential minter, the Query Service and a token
+issuer (`devstack.stack`), and a Lambda context object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack import samples
+from devstack.access import StackAccess, StackError
+from devstack.claims import Grant
+
+#: The Node.js layer `make layer` builds, used unless UDF_RUNNER_NODE_LAYER names another.
+LOCAL_NODE_LAYER = Path(__file__).resolve().parents[1] / "layers" / "nodejs" / "build"
+#: The runner's own time beyond the task's timeout (fetch, queries, cleanup), as in Lambda.
+FUNCTION_MARGIN_MS = 60_000
+#: Lambda's environment for the handler, as far as the local stack stands in for it.
+_RUNNER_DEFAULTS = {
+    "UDF_RUNNER_NODE_LAYER": str(LOCAL_NODE_LAYER),
+    "POWERTOOLS_SERVICE_NAME": "udf-runner",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class LocalContext:
+    """The parts of Lambda's context object the handler uses."""
+
+    timeout_ms: int
+    function_name: str = "udf-runner-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:udf-runner-local"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/udf-runner-local"
+    log_stream_name: str = "local"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds before the function would time out."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalRunner:
+    """Runs payloads against one local stack."""
+
+    def __init__(self, access: StackAccess) -> None:
+        self.access = access
+        for name, value in {**_RUNNER_DEFAULTS, **access.runner_environ()}.items():
+            os.environ.setdefault(name, value)
+
+    def upload_samples(self) -> dict[str, str]:
+        """Build every sample bundle and put it in the stack's S3; name → SHA-256."""
+        return {sample.name: self.access.upload_bundle(samples.build(sample), sample.uri)
+                for sample in samples.ALL}
+
+    def upload(self, bundle: bytes) -> tuple[str, str]:
+        """Put a bundle in the stack's S3, named by its hash; (URI, SHA-256)."""
+        uri = f"s3://udf-bundles/local/{hashlib.sha256(bundle).hexdigest()}.zip"
+        return uri, self.access.upload_bundle(bundle, uri)
+
+    def run(self, payload: Mapping[str, Any], *, reissue_token: bool = True) -> dict[str, Any]:
+        """The handler's result for `payload`, with a fresh token from the stack's issuer."""
+        if reissue_token:
+            # A payload too broken to grant anything keeps its token: the handler says why.
+            with contextlib.suppress(ValueError, StackError):
+                payload = {**payload,
+                           "capability_token": self.access.issue_token(_grant(payload))}
+        timeout_ms = payload.get("timeout_ms")
+        context = LocalContext(timeout_ms=(timeout_ms if isinstance(timeout_ms, int) else 0)
+                               + FUNCTION_MARGIN_MS)
+        # The function logs to stdout, as in Lambda; here stdout is for the result alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            from runner.app import lambda_handler  # noqa: PLC0415 - reads the env set above
+
+            result: dict[str, Any] = lambda_handler(dict(payload), context)
+        return result
+
+
+def _grant(payload: Mapping[str, Any]) -> Grant:
+    bundle = payload.get("bundle") or {}
+    inputs = payload.get("inputs") or {}
+    outputs = payload.get("outputs") or {}
+    return Grant.for_task(
+        task_id=str(payload.get("task_id")), attempt=int(payload.get("attempt") or 1),
+        bundle_uri=str(bundle.get("uri")), bundle_sha256=str(bundle.get("sha256")),
+        datasets=list(inputs.get("datasets") or []), output_prefix=outputs.get("s3_prefix"),
+    )
+
+
+@contextlib.contextmanager
+def local_runner(environ: Mapping[str, str] | None = None) -> Iterator[LocalRunner]:
+    """A runner on the stack `environ` describes (`udf-runner devstack`'s exports), or on a
+    stack started in this process for the duration of the block."""
+    access = StackAccess.from_environ(os.environ if environ is None else environ)
+    if access is not None:
+        yield LocalRunner(access)
+        return
+    from devstack.stack import LocalStack  # noqa: PLC0415 - moto and DuckDB only when needed
+
+    with LocalStack.start() as stack:
+        yield LocalRunner(stack.access)

@@ -67,7 +67,7 @@ def test_a_mismatch_leaves_no_file(s3_url: str, tmp_path: Path) -> None:
 
 
 def test_a_missing_object_is_bundle_not_found(s3_url: str, tmp_path: Path) -> None:
-    with pytest.raises(BundleNotFoundError, match="s3://fetch-bundles/nope.zip"):
+    with pytest.raises(BundleNotFoundError, match=r"s3://fetch-bundles/nope\.zip"):
         _fetch(s3_url, tmp_path, uri="s3://fetch-bundles/nope.zip")
     with pytest.raises(BundleNotFoundError):
         _fetch(s3_url, tmp_path, uri="s3://no-such-bucket/b.zip")
@@ -86,9 +86,9 @@ def _s3_error(status: int, code: str) -> Reply:
 
 
 def test_access_denied_is_platform_access_denied(tmp_path: Path) -> None:
-    with scripted(_s3_error(403, "AccessDenied")) as server:
-        with pytest.raises(AccessDeniedError, match="AccessDenied"):
-            _fetch(server.url, tmp_path)
+    with scripted(_s3_error(403, "AccessDenied")) as server, \
+            pytest.raises(AccessDeniedError, match="AccessDenied"):
+        _fetch(server.url, tmp_path)
 
 
 def test_throttling_and_5xx_are_retried(tmp_path: Path) -> None:
@@ -100,9 +100,9 @@ def test_throttling_and_5xx_are_retried(tmp_path: Path) -> None:
 
 
 def test_persistent_failure_is_storage_unavailable(tmp_path: Path) -> None:
-    with scripted(_s3_error(503, "SlowDown")) as server:
-        with pytest.raises(StorageUnavailableError) as caught:
-            _fetch(server.url, tmp_path)
+    with scripted(_s3_error(503, "SlowDown")) as server, \
+            pytest.raises(StorageUnavailableError) as caught:
+        _fetch(server.url, tmp_path)
 
     assert caught.value.is_retryable
     assert not (tmp_path / "dl").exists() or list((tmp_path / "dl").iterdir()) == []

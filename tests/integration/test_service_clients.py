@@ -41,7 +41,8 @@ def test_minting_sends_the_bearer_token_and_nothing_else() -> None:
     assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
     assert not {h.lower() for h in seen.headers} & {"x-amz-security-token", "x-amz-date"}
     assert seen.body == b'{"access": "read", "prefixes": ["s3://b/k"]}'
-    assert TOKEN not in repr(creds) and "s" not in repr(creds).split("...")[1]
+    assert TOKEN not in repr(creds)
+    assert "s" not in repr(creds).split("...")[1]
 
 
 @pytest.mark.parametrize("failure", [
@@ -67,18 +68,17 @@ def test_a_slow_minter_is_abandoned_and_retried() -> None:
 
 
 def test_exhausted_retries_give_credentials_unavailable_which_is_retryable() -> None:
-    with scripted(Reply(502, {"message": "bad gateway"})) as server:
-        with pytest.raises(CredentialsUnavailableError, match="bad gateway") as caught:
-            _minter(server, max_attempts=3).mint("read", ["s3://b/k"], Deadline.after(10))
+    with scripted(Reply(502, {"message": "bad gateway"})) as server, \
+            pytest.raises(CredentialsUnavailableError, match="bad gateway") as caught:
+        _minter(server, max_attempts=3).mint("read", ["s3://b/k"], Deadline.after(10))
 
     assert caught.value.is_retryable
     assert len(server.seen) == 3
 
 
 def test_the_budget_bounds_the_retries() -> None:
-    with scripted(Reply(hang=True)) as server:
-        with pytest.raises(CredentialsUnavailableError):
-            _minter(server, request_timeout=5).mint("read", ["s3://b/k"], Deadline.after(0.5))
+    with scripted(Reply(hang=True)) as server, pytest.raises(CredentialsUnavailableError):
+        _minter(server, request_timeout=5).mint("read", ["s3://b/k"], Deadline.after(0.5))
 
     assert len(server.seen) == 1
 
@@ -95,9 +95,9 @@ def test_401_is_token_rejected_and_403_access_denied() -> None:
 
 
 def test_a_minter_answer_without_credentials_is_unavailable() -> None:
-    with scripted(Reply(200, {"access_key_id": "only"})) as server:
-        with pytest.raises(CredentialsUnavailableError, match="secret_access_key"):
-            _minter(server).mint("read", ["s3://b/k"], Deadline.after(5))
+    with scripted(Reply(200, {"access_key_id": "only"})) as server, \
+            pytest.raises(CredentialsUnavailableError, match="secret_access_key"):
+        _minter(server).mint("read", ["s3://b/k"], Deadline.after(5))
 
 
 def test_a_query_returns_columns_rows_and_truncation() -> None:
@@ -116,9 +116,8 @@ def test_a_query_returns_columns_rows_and_truncation() -> None:
     (Reply(200, {"rows": []}), True),
 ])
 def test_query_failures_carry_the_services_message(reply: Reply, retryable: bool) -> None:
-    with scripted(reply) as server:
-        with pytest.raises(QueryFailedError) as caught:
-            _query(server, max_attempts=2).run("recent", "select 1", Deadline.after(5))
+    with scripted(reply) as server, pytest.raises(QueryFailedError) as caught:
+        _query(server, max_attempts=2).run("recent", "select 1", Deadline.after(5))
 
     assert caught.value.is_retryable is retryable
     if reply.status != 200:
@@ -127,6 +126,6 @@ def test_query_failures_carry_the_services_message(reply: Reply, retryable: bool
 
 
 def test_a_query_with_a_rejected_token_is_token_rejected() -> None:
-    with scripted(Reply(401, {"error": {"message": "expired"}})) as server:
-        with pytest.raises(TokenRejectedError, match="expired"):
-            _query(server).run("q", "select 1", Deadline.after(5))
+    with scripted(Reply(401, {"error": {"message": "expired"}})) as server, \
+            pytest.raises(TokenRejectedError, match="expired"):
+        _query(server).run("q", "select 1", Deadline.after(5))

@@ -82,7 +82,7 @@ class LocalRunner:
             # A payload too broken to grant anything keeps its token: the handler says why.
             with contextlib.suppress(ValueError, StackError):
                 payload = {**payload,
-                           "capability_token": self.access.issue_token(_grant(payload))}
+                           "capability_token": self.access.issue_token(grant_for(payload))}
         timeout_ms = payload.get("timeout_ms")
         context = LocalContext(timeout_ms=(timeout_ms if isinstance(timeout_ms, int) else 0)
                                + FUNCTION_MARGIN_MS)
@@ -94,7 +94,8 @@ class LocalRunner:
         return result
 
 
-def _grant(payload: Mapping[str, Any]) -> Grant:
+def grant_for(payload: Mapping[str, Any]) -> Grant:
+    """What a token for `payload` grants: its bundle, datasets and output prefix."""
     bundle = payload.get("bundle") or {}
     inputs = payload.get("inputs") or {}
     outputs = payload.get("outputs") or {}

@@ -6,11 +6,15 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from runner.settings import Settings
 from runner.workdir import remove_tree
+
+if TYPE_CHECKING:
+    from devstack.stack import LocalStack
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +47,13 @@ def work_root() -> Iterator[Path]:
 def settings(work_root: Path) -> Settings:
     """Default settings, with the work root inside the test's own directory."""
     return Settings.from_env({"UDF_RUNNER_WORK_ROOT": str(work_root)})
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    """S3 (moto, real HTTP), the credential minter, the Query Service and the token issuer,
+    started once for the session."""
+    from devstack.stack import LocalStack
+
+    with LocalStack.start() as stack:
+        yield stack

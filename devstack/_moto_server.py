@@ -55,7 +55,8 @@ def main() -> None:
 
     iam_eval.install()
     app = _guard(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0  # 0: the OS picks
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     # A short poll: stopping waits for the serving loop's next look at its shutdown flag.
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                daemon=True)

@@ -2,7 +2,8 @@
 
     udf-runner invoke PATH [--runtime provided|nodejs] [--handler H] [--event FILE|-] ...
     udf-runner run-task PAYLOAD.json|-
-    udf-runner devstack
+    udf-runner devstack [--base-port N]
+    udf-runner token PAYLOAD.json|-
     udf-runner demo
 
 `invoke` and `run-task` use the local stack that `udf-runner devstack` prints the environment of,
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from devstack.access import StackError
+from devstack.access import StackAccess, StackError
 from devstack.bundles import bundle_bytes
-from devstack.local_run import LocalRunner, local_runner
+from devstack.local_run import LocalRunner, grant_for, local_runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,7 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     run_task.add_argument("--keep-token", action="store_true",
                           help="use the payload's token instead of one from the local issuer")
     run_task.add_argument("--json", action="store_true", help="print only the result JSON")
-    commands.add_parser("devstack", help="run the local stack in the foreground")
+    devstack = commands.add_parser("devstack", help="run the local stack in the foreground")
+    devstack.add_argument("--base-port", type=int, default=0, metavar="N",
+                          help="listen on N (S3), N+1 (minter), N+2 (Query Service) and N+3 "
+                               "(token issuer) instead of ports the OS picks")
+    token = commands.add_parser(
+        "token", help="print a payload with a fresh token from the running local stack")
+    token.add_argument("payload", help="payload JSON file, or - for standard input")
     commands.add_parser("demo", help="run every sample task (events/) end to end")
     return parser
 
@@ -76,41 +84,40 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "devstack":
         from devstack.stack import run_foreground  # noqa: PLC0415 - moto, DuckDB: this only
 
-        return run_foreground()
+        return run_foreground(base_port=args.base_port)
     if args.command == "demo":
         from devstack.demo import run_demo  # noqa: PLC0415
 
         return run_demo()
     if args.command == "invoke":
         return _invoke(args)
+    if args.command == "token":
+        return _token(args)
     return _run_task(args)
 
 
 def _invoke(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise UsageError(f"{args.path} does not exist")
-    event = _read_json(args.event) if args.event else {}
-    bundle = bundle_bytes(args.path)
-    with local_runner() as runner:
-        uri, sha256 = runner.upload(bundle)
-        payload = _invoke_payload(args, uri, sha256, event)
-        result = runner.run(payload)
-    return _report(result, as_json=args.json)
-
-
-def _invoke_payload(args: argparse.Namespace, uri: str, sha256: str,
-                    event: Any) -> dict[str, Any]:
     task_id = f"local-{uuid.uuid4().hex[:12]}"
-    return {
+    payload = {
         "schema_version": 1, "task_id": task_id, "attempt": 1,
         "capability_token": "issued-by-the-local-stack",
-        "bundle": {"uri": uri, "sha256": sha256, "runtime": args.runtime,
-                   **({"handler": args.handler} if args.handler else {})},
-        "event": event, "timeout_ms": args.timeout_ms,
+        "event": _read_json(args.event) if args.event else {}, "timeout_ms": args.timeout_ms,
         "inputs": {"datasets": args.dataset, "queries": _pairs(args.query, "--query")},
         "outputs": {"s3_prefix": f"s3://udf-outputs/local/{task_id}/"},
         "env": _pairs(args.env, "--env"),
     }
+    try:
+        bundle = bundle_bytes(args.path)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    with local_runner() as runner:
+        uri, sha256 = runner.upload(bundle)
+        payload["bundle"] = {"uri": uri, "sha256": sha256, "runtime": args.runtime,
+                             **({"handler": args.handler} if args.handler else {})}
+        result = runner.run(payload)
+    return _report(result, as_json=args.json)
 
 
 def _run_task(args: argparse.Namespace) -> int:
@@ -119,6 +126,19 @@ def _run_task(args: argparse.Namespace) -> int:
         _upload_samples(runner)
         result = runner.run(payload, reissue_token=not args.keep_token)
     return _report(result, as_json=args.json)
+
+
+def _token(args: argparse.Namespace) -> int:
+    """For tools that run the function elsewhere (`sam local invoke -e`): the payload with a
+    token the running stack's issuer signed for it."""
+    access = StackAccess.from_environ(os.environ)
+    if access is None:
+        raise UsageError("no local stack configured: run `udf-runner devstack` and export the "
+                         "environment it prints")
+    payload = _read_json(args.payload)
+    payload["capability_token"] = access.issue_token(grant_for(payload))
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    return EXIT_OK
 
 
 def _upload_samples(runner: LocalRunner) -> None:

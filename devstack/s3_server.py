@@ -43,12 +43,12 @@ class EmbeddedS3:
         self._endpoint: S3Endpoint | None = None
 
     @classmethod
-    def spawn(cls) -> EmbeddedS3:
-        """Start the child; return without waiting for it."""
+    def spawn(cls, port: int = 0) -> EmbeddedS3:
+        """Start the child (on `port`, or one the OS picks); return without waiting for it."""
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_CALLS)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "devstack._moto_server"],
+            [sys.executable, "-m", "devstack._moto_server", str(port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
         )
         return cls(process, stderr)

@@ -47,20 +47,25 @@ class LocalStack:
     _resources: contextlib.ExitStack
 
     @classmethod
-    def start(cls, *, timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS) -> LocalStack:
-        """Start every part; return once all of them answer (StackError if one does not)."""
+    def start(cls, *, timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
+              base_port: int = 0) -> LocalStack:
+        """Start every part; return once all of them answer (StackError if one does not).
+        With `base_port`, S3, the minter, the Query Service and the issuer listen on it and the
+        next three ports (for tools that need fixed addresses); otherwise the OS picks."""
+        ports = [base_port + offset if base_port else 0 for offset in range(4)]
         resources = contextlib.ExitStack()
         try:
-            s3 = resources.enter_context(EmbeddedS3.spawn())  # slowest: moto imports meanwhile
+            s3 = resources.enter_context(EmbeddedS3.spawn(ports[0]))  # slowest: moto imports
             workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(
                 prefix="udf-devstack-")))
             key = SigningKey.generate()
             issuer, verifier = TokenIssuer(key), key.verifier()
             database = datasets.build_database(workdir / "samples.duckdb")
             query = resources.enter_context(
-                QueryService(verifier, SqlSandbox(database, datasets.DATASETS)))
+                QueryService(verifier, SqlSandbox(database, datasets.DATASETS), port=ports[2]))
             issuer_key = secrets.token_urlsafe(32)
-            issuer_service = resources.enter_context(IssuerService(issuer, issuer_key))
+            issuer_service = resources.enter_context(IssuerService(issuer, issuer_key,
+                                                                   port=ports[3]))
             endpoint = s3.ready(timeout)
             admin_s3 = admin_client("s3", endpoint.url, endpoint.admin)
             for bucket in BUCKETS:
@@ -69,7 +74,7 @@ class LocalStack:
                 verifier,
                 iam=admin_client("iam", endpoint.url, endpoint.admin),
                 sts=admin_client("sts", endpoint.url, endpoint.admin),
-                trusted_principal=endpoint.admin.arn,
+                trusted_principal=endpoint.admin.arn, port=ports[1],
             ))
             access = StackAccess(
                 minter_url=minter.url, query_url=query.url, s3_endpoint_url=endpoint.url,
@@ -96,10 +101,10 @@ class LocalStack:
         self.close()
 
 
-def run_foreground(out: TextIO = sys.stdout) -> int:
+def run_foreground(out: TextIO = sys.stdout, *, base_port: int = 0) -> int:
     """`udf-runner devstack`: run the stack, print its environment, stop on SIGINT or SIGTERM."""
     stop = threading.Event()
-    with _stop_on_signals(stop), LocalStack.start() as stack:
+    with _stop_on_signals(stop), LocalStack.start(base_port=base_port) as stack:
         out.write(describe(stack.access))
         out.flush()
         stop.wait()

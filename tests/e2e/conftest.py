@@ -4,11 +4,12 @@ interface client, as Lambda's python3.13 runtime runs it, against a Runtime API 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,25 @@ class Function:
     stack: LocalStack
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    def collect(self) -> None:
+        """Read the function's output (its log) until it exits."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._arrived:
+                self.output.append(line)
+                self._arrived.notify_all()
+
+    def records(self, until: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The JSON log records so far, once one of them satisfies `until` (the log is read
+        by another thread, so a record written before an answer may arrive just after it)."""
+        def parsed() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in self.output if line.startswith("{")]
+
+        with self._arrived:
+            self._arrived.wait_for(lambda: any(until(r) for r in parsed()), timeout=30)
+            return parsed()
 
     def invoke(self, payload: Any, *, reissue_token: bool = True) -> Any:
         """Invoke with `payload` (given a fresh token for it); the function's response."""
@@ -115,7 +135,7 @@ def function(local_stack: LocalStack, runtime_client: Path) -> Iterator[Function
         env=lambda_environment(host, local_stack, runtime_client, work_root),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     running = Function(host, local_stack, process)
-    reader = threading.Thread(target=_collect, args=(process, running.output), daemon=True)
+    reader = threading.Thread(target=running.collect, daemon=True)
     reader.start()
     try:
         yield running
@@ -130,7 +150,3 @@ def function(local_stack: LocalStack, runtime_client: Path) -> Iterator[Function
         thread.join()
         remove_tree(work_root)
 
-
-def _collect(process: subprocess.Popen[str], lines: list[str]) -> None:
-    assert process.stdout is not None
-    lines.extend(process.stdout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,9 +96,7 @@ def test_the_role_credentials_reach_neither_the_bundle_nor_the_logs(function: Fu
 
 
 def test_the_cold_start_records_its_containment_controls(function: Function) -> None:
-    function.invoke("warm up", reissue_token=False)  # the log line is written before this
-
-    records = [json.loads(line) for line in function.output if line.startswith("{")]
+    records = function.records(until=lambda r: r.get("message") == "containment")
     containment = [r for r in records if r.get("message") == "containment"]
     assert len(containment) == 1
     assert containment[0]["containment"]["missing"] == []
@@ -109,3 +108,18 @@ def test_the_built_artifact_is_the_code_under_test() -> None:
              if (FUNCTION / "runner" / path.name).read_bytes() != path.read_bytes()]
 
     assert stale == [], "the artifact is stale: run `make sam-build`"
+
+
+def test_logs_are_json_keyed_by_task_attempt_and_bundle(function: Function) -> None:
+    payload = json.loads((EVENTS / "provided-handler-error.json").read_text())
+    function.invoke(payload)
+
+    def is_finished(record: dict[str, Any]) -> bool:
+        return bool(record.get("message") == "task finished"
+                    and record.get("task_id") == payload["task_id"])
+
+    finished = [r for r in function.records(until=is_finished) if is_finished(r)]
+    assert finished
+    assert finished[-1]["attempt"] == 1
+    assert finished[-1]["bundle_sha256"] == payload["bundle"]["sha256"]
+    assert finished[-1]["error_type"] == "Function.Error"

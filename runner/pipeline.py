@@ -92,7 +92,11 @@ class Pipeline:
         except Exception:  # a bug, not a task problem: still a result, never a stack to the caller
             logger.exception("internal error")
             response, error = None, SandboxError("internal error in the runner (see its logs)")
-        return self._finish(attempt, response, error)
+        try:
+            return self._finish(attempt, response, error)
+        finally:
+            # The handler clears them per invocation too; this covers callers without it.
+            logger.remove_keys(["task_id", "attempt", "bundle_sha256"])
 
     def _run(self, payload: TaskPayload, context: InvokeContext,
              attempt: _Attempt) -> Response | None:

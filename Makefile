@@ -13,12 +13,14 @@ SAMPLES_NPM := samples/node_modules/.package-lock.json
 # sam build runs scripts/Makefile, which pip-installs the function's dependencies with PIP_PYTHON.
 SAM := SAM_CLI_TELEMETRY=0 PIP_PYTHON=$(abspath $(PY)) $(VENV)/bin/sam
 
-.PHONY: help setup run test check lint typecheck unit integration e2e clean sam sam-validate sam-build layer
+.PHONY: help setup run test check lint typecheck unit integration e2e clean sam sam-validate sam-build layer \
+	bench bench-quick
 
 help:
 	@echo "make run    - set up, then run the sample bundles end to end on the local stack"
-	@echo "make test   - set up, then everything CI runs: lint, types, SAM checks, all test tiers"
+	@echo "make test   - set up, then everything CI runs: lint, types, SAM, all test tiers, bench-quick"
 	@echo "make sam    - sam validate --lint, cfn-lint, sam build and the 250 MB size check"
+	@echo "make bench  - the benchmark suite (docs/performance.md); bench-quick: the small CI run"
 
 $(INSTALLED): pyproject.toml
 	@test -n "$(PY313)" || { echo "python3.13 not found (pyenv install 3.13.0)"; exit 1; }
@@ -57,6 +59,15 @@ e2e: setup
 
 test: check sam
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory bench-quick
+
+# The runner's overhead against the physical floor: the table, and benchmarks/results/*.json.
+# bench-quick (part of `make test`) checks that every row yields a figure, not the figures.
+bench: setup
+	$(PY) -m benchmarks
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
 
 sam-validate: setup
 	$(SAM) validate --lint

@@ -199,12 +199,16 @@ class Containment:
         process it left killed and reaped, the work dir removed and its scratch files too."""
         if self._refusal is not None:
             raise SandboxError(self._refusal)
-        before = _descendants()
+        # One scan for both: what runs below the runner now, and the tasks of the child's uid
+        # (RLIMIT_NPROC is that count plus the bundle's allowance).
+        procs = procfs.table()
+        before = _descendants(procs)
+        tasks_in_use = procfs.task_count(self.controls.child_uid, procs.values())
         owner = ((self.controls.child_uid, self.controls.child_gid)
                  if self.controls.isolation is Isolation.SEPARATE_UID else None)
         try:
             with attempt_dir(self.settings.work_root, label, owner=owner) as dirs:
-                attempt = Attempt(self, dirs, before)
+                attempt = Attempt(self, dirs, before, tasks_in_use)
                 try:
                     yield attempt
                 finally:
@@ -282,12 +286,13 @@ class Attempt:
     containment: Containment
     dirs: WorkDirs
     before: frozenset[tuple[int, int]]
+    tasks_in_use: int  # processes and threads of the child's uid when the attempt began
 
     def contain(self, spec: ChildSpec, timeout_ms: int) -> ChildSpec:
         """`spec` with the child's uid/gid (separate-uid) and resource limits."""
         controls = self.containment.controls
         rlimits = limits.child_rlimits(self.containment.settings, timeout_ms=timeout_ms,
-                                       tasks_in_use=procfs.task_count(controls.child_uid))
+                                       tasks_in_use=self.tasks_in_use)
         if controls.isolation is not Isolation.SEPARATE_UID:
             return replace(spec, rlimits=rlimits)
         return replace(spec, user=controls.child_uid, group=controls.child_gid, rlimits=rlimits)
@@ -297,10 +302,10 @@ class Attempt:
         self.containment.kill_strays(self.before)
 
 
-def _descendants() -> frozenset[tuple[int, int]]:
-    """The processes below the runner now."""
+def _descendants(procs: Mapping[int, ProcessInfo] | None = None) -> frozenset[tuple[int, int]]:
+    """The processes below the runner now (or in the table `procs`, read just now)."""
     me = os.getpid()
-    procs = procfs.table()
+    procs = procfs.table() if procs is None else procs
     return frozenset(p.key for p in procs.values() if procfs.descends_from(p, me, procs))
 
 

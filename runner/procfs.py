@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
+#: Larger than any /proc/<pid>/stat or status, so each is read in one call.
+_READ_SIZE = 16 * 1024
 #: Longest ancestor chain followed; deeper than any real process tree.
 _MAX_DEPTH = 4096
 
@@ -51,24 +53,43 @@ class ProcessInfo:
 
 def read_process(pid: int) -> ProcessInfo | None:
     """The process `pid`, or None when it has gone."""
-    base = PROC / str(pid)
     try:
-        stat = (base / "stat").read_bytes().decode("ascii", "replace")
-        status = (base / "status").read_bytes()
+        stat = _read(f"{PROC}/{pid}/stat")
+        status = _read(f"{PROC}/{pid}/status")
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may itself contain ") ".
-    fields = stat[stat.rindex(")") + 2:].split()
-    uid = threads = -1
-    for line in status.splitlines():
-        if line.startswith(b"Uid:"):
-            uid = int(line.split()[1])
-        elif line.startswith(b"Threads:"):
-            threads = int(line.split()[1])
+    fields = stat[stat.rindex(b")") + 2:].split()
     # Field 22 (starttime) is the 20th after the command name.
-    return ProcessInfo(pid=pid, state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]),
-                       session=int(fields[3]), starttime=int(fields[19]), uid=uid,
-                       threads=threads)
+    return ProcessInfo(pid=pid, state=fields[0].decode("ascii", "replace"), ppid=int(fields[1]),
+                       pgrp=int(fields[2]), session=int(fields[3]), starttime=int(fields[19]),
+                       uid=_status_field(status, b"\nUid:"),
+                       threads=_status_field(status, b"\nThreads:"))
+
+
+def _read(path: str) -> bytes:
+    """A whole /proc file. Plain descriptors and string paths: a sweep reads two files per
+    process several times per attempt, and pathlib's objects cost more than the reads."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _READ_SIZE)
+        # A seq_file hands over all it has when the buffer is larger: a short read is the end.
+        while len(data) % _READ_SIZE == 0 and (more := os.read(fd, _READ_SIZE)):
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _status_field(status: bytes, label: bytes) -> int:
+    """The first number on the last line of `status` that starts with `label` (with its leading
+    newline), or -1 when there is no such line. The last: the kernel's own fields come after
+    the process's name, which the bundle chooses (though the kernel escapes newlines in it)."""
+    at = status.rfind(label)
+    if at < 0:
+        return -1
+    end = status.find(b"\n", at + 1)
+    return int(status[at + len(label):end if end >= 0 else None].split(None, 1)[0])
 
 
 def pids() -> Iterator[int]:
@@ -106,9 +127,11 @@ def descends_from(process: ProcessInfo, pid: int, procs: Mapping[int, ProcessInf
     return any(a.pid == pid for a in ancestors(process, procs))
 
 
-def task_count(uid: int) -> int:
-    """Processes and threads of real uid `uid`: what RLIMIT_NPROC counts against it."""
-    return sum(max(p.threads, 1) for p in processes() if p.uid == uid)
+def task_count(uid: int, procs: Iterable[ProcessInfo] | None = None) -> int:
+    """Processes and threads of real uid `uid` (now, or in `procs`, read just now): what
+    RLIMIT_NPROC counts against it."""
+    return sum(max(p.threads, 1) for p in (processes() if procs is None else procs)
+               if p.uid == uid)
 
 
 def open_pidfd(process: ProcessInfo) -> int | None:

@@ -87,6 +87,8 @@ class Child:
             poller.poll(grace * 1000)
         _signal_group(self.pid, signal.SIGKILL)
         self._proc.wait()
+        if not _group_exists(self.pid):
+            return  # no member left, not even a zombie: nothing for a /proc scan to find
         members = [p for p in procfs.processes() if p.pgrp == self.pid and not p.is_zombie]
         procfs.kill_and_wait(members, KILL_WAIT_SECONDS)
 
@@ -99,6 +101,18 @@ class Child:
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether any process (a zombie included) is still in the process group `pgid`. Signal 0
+    only checks; nothing can join a group once it is empty."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # there are members, of another uid
+    return True
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

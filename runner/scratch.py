@@ -22,19 +22,23 @@ def remove_owned(dirs: Iterable[Path], uid: int, *, keep: Collection[Path] = ())
     """Remove every entry owned by `uid` under `dirs`, except the paths in `keep` (and what is
     in them); returns what was removed."""
     removed: list[Path] = []
+    # Paths as strings: every entry of /tmp is compared with `keep` after each attempt, and
+    # pathlib's comparisons cost more than the scan. Both sides are normalised (str of a Path,
+    # and os.scandir's joins of one), so a prefix up to a "/" is what is_relative_to checks.
+    kept = frozenset(map(str, keep))
     for directory in dirs:
         if directory.is_dir() and not directory.is_symlink():
-            _clean(directory, uid, keep, removed)
+            _clean(str(directory), uid, kept, removed)
     return removed
 
 
-def _clean(directory: Path, uid: int, keep: Collection[Path], removed: list[Path]) -> None:
+def _clean(directory: str, uid: int, keep: frozenset[str], removed: list[Path]) -> None:
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
         return
     for entry in entries:
-        path = Path(entry.path)
+        path = entry.path
         if path in keep:
             continue
         try:
@@ -42,13 +46,20 @@ def _clean(directory: Path, uid: int, keep: Collection[Path], removed: list[Path
         except FileNotFoundError:
             continue
         is_dir = stat.S_ISDIR(info.st_mode)
-        if is_dir and any(k.is_relative_to(path) for k in keep):
+        if is_dir and _holds_kept(path, keep):
             _clean(path, uid, keep, removed)
         elif info.st_uid == uid:
+            owned = Path(path)
             if is_dir:
-                remove_tree(path)
+                remove_tree(owned)
             else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
+                owned.unlink(missing_ok=True)
+            removed.append(owned)
         elif is_dir and info.st_mode & stat.S_IWOTH:
             _clean(path, uid, keep, removed)
+
+
+def _holds_kept(directory: str, keep: frozenset[str]) -> bool:
+    """Whether a kept path lies inside `directory`."""
+    inside = directory.rstrip("/") + "/"
+    return any(path.startswith(inside) for path in keep)

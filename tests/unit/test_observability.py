@@ -16,6 +16,9 @@ from runner.observability import Phases, metrics, record_result
 def _metrics_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    # Pipelines run by other tests add to the shared object; the handler's decorator would
+    # have flushed them.
+    metrics.clear_metrics()
 
 
 def _emitted(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

@@ -1,0 +1,249 @@
+"""The whole suite: build the fixtures, start the local stack, run every row, report.
+
+Rows that time the handler run in fresh worker processes (`benchmarks.worker`) configured as
+the deployed function is (its settings from the environment, Powertools' logs and metrics on,
+tracing off for want of an X-Ray daemon), so the runner's process holds nothing of the suite
+or of the local stack. The stack (moto's S3 in its own process, the minter, the token issuer)
+runs in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks import cold_import, extract, fetch, fixtures, machine, memory
+from benchmarks.report import Row
+from runner.extract import extract as extract_zip
+from runner.extract import limits_from
+from runner.fetch import S3Clients
+from runner.minter import MinterClient
+from runner.service_client import Deadline, ServiceClient
+from runner.settings import Settings
+
+if TYPE_CHECKING:
+    from devstack.stack import LocalStack
+
+#: The sandbox uid the benchmarks' runners use: not the default (64200), so that a test suite
+#: running at the same time never has its child's files swept by a benchmark (docs/security.md).
+SANDBOX_UID = 64210
+EVENT = {"hello": "world"}
+PAYLOAD_BYTES = 6_000_000
+TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each row does."""
+
+    invoke_runs: int
+    node_runs: int
+    payload_runs: int
+    import_runs: int
+    byte_runs: int  # verify, fetch, extract
+    object_bytes: int  # verify, fetch
+    extract_files: int
+    extract_bytes: int
+    memory_bytes: int
+    memory_processes: int
+
+
+FULL = Sizes(invoke_runs=41, node_runs=31, payload_runs=21, import_runs=21, byte_runs=9,
+             object_bytes=100_000_000, extract_files=5000, extract_bytes=100_000_000,
+             memory_bytes=200_000_000, memory_processes=3)
+QUICK = Sizes(invoke_runs=3, node_runs=3, payload_runs=3, import_runs=3, byte_runs=3,
+              object_bytes=4_000_000, extract_files=200, extract_bytes=4_000_000,
+              memory_bytes=16_000_000, memory_processes=1)
+
+
+def runner_environ(work_root: Path, endpoints: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a runner process: this one's, less any runner or Powertools
+    setting, plus the deployed function's configuration pointed at the local stack."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("UDF_RUNNER_", "POWERTOOLS_", "AWS_LAMBDA_", "_X_AMZN"))}
+    return {
+        **keep, **endpoints,
+        "UDF_RUNNER_WORK_ROOT": str(work_root),
+        "UDF_RUNNER_SANDBOX_UID": str(SANDBOX_UID),
+        "UDF_RUNNER_SANDBOX_GID": str(SANDBOX_UID),
+        "UDF_RUNNER_NODE_LAYER": str(fixtures.NODE_LAYER),
+        "POWERTOOLS_SERVICE_NAME": "udf-runner",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
+        "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A private folder in /tmp that the sandbox uid can traverse (never /tmp itself)."""
+    base = Path(tempfile.mkdtemp(prefix="udf-runner-bench-"))
+    try:
+        base.chmod(0o711)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class Suite:
+    """One run of the suite with the local stack up."""
+
+    def __init__(self, base: Path, sizes: Sizes, stack: LocalStack) -> None:
+        self.base = base
+        self.sizes = sizes
+        self.stack = stack
+        self.work_root = base / "work"
+        self.work_root.mkdir(mode=0o755)
+        self.env = runner_environ(self.work_root, stack.access.runner_environ())
+        self.settings = Settings.from_env(self.env)
+        self.bootstrap = fixtures.build_bootstrap()
+
+    def task(self, name: str, bundle: bytes, runtime: str, handler: str) -> dict[str, Any]:
+        """A task payload for `bundle`, uploaded under `name`, with a token for it."""
+        from devstack.claims import Grant
+
+        uri = f"s3://udf-bundles/bench/{name}.zip"
+        sha256 = self.stack.access.upload_bundle(bundle, uri)
+        token = self.stack.issue_token(Grant.for_task(task_id=f"bench-{name}", attempt=1,
+                                                      bundle_uri=uri, bundle_sha256=sha256))
+        return {"schema_version": 1, "task_id": f"bench-{name}", "attempt": 1,
+                "capability_token": token,
+                "bundle": {"uri": uri, "sha256": sha256, "runtime": runtime, "handler": handler},
+                "event": EVENT, "timeout_ms": TIMEOUT_MS}
+
+    def floor_root(self, name: str, bundle: bytes) -> Path:
+        """The bundle extracted where the floors start their child."""
+        zip_path = self.base / f"{name}.zip"
+        zip_path.write_bytes(bundle)
+        root = self.base / f"floor-{name}"
+        root.mkdir(mode=0o755)
+        extract_zip(zip_path, root, limits_from(self.settings))
+        zip_path.unlink()
+        return root
+
+    def worker(self, job: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        """Run `job` in a fresh runner process; its result."""
+        job_path, out_path = self.base / "job.json", self.base / "result.json"
+        job_path.touch(mode=0o600)  # it holds capability tokens (of the local stack)
+        job_path.write_text(json.dumps(job))
+        done = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(job_path),
+                               str(out_path)], env=dict(env), cwd=fixtures.REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              check=False)
+        job_path.unlink()
+        if done.returncode != 0:
+            raise RuntimeError(f"benchmark worker failed ({done.returncode}):\n{done.stderr}")
+        result: dict[str, Any] = json.loads(out_path.read_text())
+        out_path.unlink()
+        return result
+
+    def invoke_rows(self) -> dict[str, Any]:
+        """warm invoke, node, payload, the phases and the containment costs; then, in another
+        fresh process, the step-by-step breakdown of a warm task."""
+        provided = fixtures.provided_bundle(self.bootstrap)
+        node = fixtures.node_bundle()
+        job = {
+            "kind": "invoke", "runs": self.sizes.invoke_runs,
+            "node_runs": self.sizes.node_runs, "payload_runs": self.sizes.payload_runs,
+            "provided": self.task("provided", provided, "provided", "trivial"),
+            "provided_root": str(self.floor_root("provided", provided)),
+            "node": self.task("node", node, "nodejs", "index.handler"),
+            "node_root": str(self.floor_root("node", node)),
+            "payload": self.task("payload", provided, "provided", f"bytes:{PAYLOAD_BYTES}"),
+        }
+        result = self.worker(job, self.env)
+        return {**result, **self.worker({**job, "kind": "breakdown"}, self.env)}
+
+    def byte_rows(self) -> list[Row]:
+        """verify, verify cached, fetch and extract."""
+        data = os.urandom(self.sizes.object_bytes)
+        payload = self.task("object", data, "provided", "trivial")
+        minter = MinterClient(ServiceClient(self.settings.minter_url,
+                                            payload["capability_token"]))
+        region, endpoint_url = self.settings.region, self.settings.s3_endpoint_url
+        obj = fetch.Object(uri=payload["bundle"]["uri"], sha256=payload["bundle"]["sha256"],
+                           data=data, clients=S3Clients(region=region, endpoint_url=endpoint_url),
+                           credentials=minter.mint("read", [payload["bundle"]["uri"]],
+                                                   Deadline.after(30)))
+        downloads = self.base / "downloads"
+        downloads.mkdir()
+        runs = self.sizes.byte_runs
+        return [*fetch.verify_rows(obj, downloads, runs),
+                fetch.fetch_row(obj, downloads, runs, region=region, endpoint_url=endpoint_url),
+                extract.row(self.base, self.settings, self.sizes.extract_files,
+                            self.sizes.extract_bytes, runs)]
+
+    def memory_row(self) -> Row:
+        """memory, in as many fresh processes as the sizes say, each with its own cache."""
+        warmup = self.task("memory-warmup", fixtures.zip_bytes(
+            {"bootstrap": (self.bootstrap.read_bytes(), 0o755), "warmup": (b"1", 0o644)}),
+            "provided", "trivial")
+        large = self.task("memory", fixtures.large_bundle(self.bootstrap,
+                                                          self.sizes.memory_bytes),
+                          "provided", "trivial")
+        growths = []
+        for index in range(self.sizes.memory_processes):
+            work_root = self.base / f"memory-{index}"
+            work_root.mkdir(mode=0o755)
+            env = {**self.env, "UDF_RUNNER_WORK_ROOT": str(work_root)}
+            result = self.worker({"kind": "memory", "warmup": warmup, "payload": large}, env)
+            growths.append((result["growth_mb"], result["details"]))
+            shutil.rmtree(work_root)
+        return memory.row(growths)
+
+
+#: The groups of rows, each measured on its own (`--only`).
+GROUPS = ("import", "invoke", "bytes", "memory")
+ORDER = ["warm invoke", "cold import", "verify", "verify, cached", "extract", "fetch", "payload",
+         "node", "memory"]
+
+
+def run(sizes: Sizes, mode: str, groups: tuple[str, ...] = GROUPS) -> dict[str, Any]:
+    """Run the suite (or some groups of rows); the report (machine, rows, phases, containment
+    costs, the breakdown of a warm task)."""
+    from devstack.stack import LocalStack
+
+    started = time.time()
+    rows: list[Row] = []
+    invoked: dict[str, Any] = {}
+    with scratch_dir() as base, LocalStack.start() as stack:
+        suite = Suite(base, sizes, stack)
+        described = machine.describe(suite.work_root, fixtures.NODE_LAYER / "bin" / "node")
+        if "import" in groups:
+            rows.append(cold_import.row(suite.env, fixtures.REPO, sizes.import_runs))
+        if "invoke" in groups:
+            invoked = suite.invoke_rows()
+            rows += [Row.from_json(row) for row in invoked["rows"]]
+        if "bytes" in groups:
+            rows += suite.byte_rows()
+        if "memory" in groups:
+            rows.append(suite.memory_row())
+    rows.sort(key=lambda row: ORDER.index(row.name))
+    return {
+        "mode": mode, "started_unix": round(started), "seconds": round(time.time() - started),
+        "machine": described, "sandbox_uid": SANDBOX_UID, "sizes": asdict(sizes),
+        "groups": list(groups), "rows": [row.to_json() for row in rows],
+        "phases_ms": invoked.get("phases", {}),
+        "containment_ms": invoked.get("containment_ms", {}),
+        "breakdown_ms": invoked.get("breakdown_ms", {}),
+    }
+
+
+def incomplete(report: Mapping[str, Any]) -> list[str]:
+    """Rows that produced no usable number (what the quick mode checks)."""
+    return [row["name"] for row in report["rows"]
+            if not (isinstance(row["value"], float | int) and math.isfinite(row["value"])
+                    and row["value"] > 0)]

@@ -23,6 +23,8 @@ from pathlib import Path
 PROC = Path("/proc")
 #: Larger than any /proc/<pid>/stat or status, so each is read in one call.
 _READ_SIZE = 16 * 1024
+#: The kernel's flag for its own threads (include/linux/sched.h).
+_PF_KTHREAD = 0x00200000
 #: Longest ancestor chain followed; deeper than any real process tree.
 _MAX_DEPTH = 4096
 
@@ -55,16 +57,18 @@ def read_process(pid: int) -> ProcessInfo | None:
     """The process `pid`, or None when it has gone."""
     try:
         stat = _read(f"{PROC}/{pid}/stat")
-        status = _read(f"{PROC}/{pid}/status")
+        # The command name (field 2) is in parentheses and may itself contain ") ".
+        fields = stat[stat.rindex(b")") + 2:].split()
+        # A kernel thread (field 9, flags: PF_KTHREAD, which no process can set on itself) is
+        # root's and runs alone; most of /proc is kernel threads, so this skips most reads.
+        status = b"" if int(fields[6]) & _PF_KTHREAD else _read(f"{PROC}/{pid}/status")
     except OSError:
         return None
-    # The command name (field 2) is in parentheses and may itself contain ") ".
-    fields = stat[stat.rindex(b")") + 2:].split()
     # Field 22 (starttime) is the 20th after the command name.
     return ProcessInfo(pid=pid, state=fields[0].decode("ascii", "replace"), ppid=int(fields[1]),
                        pgrp=int(fields[2]), session=int(fields[3]), starttime=int(fields[19]),
-                       uid=_status_field(status, b"\nUid:"),
-                       threads=_status_field(status, b"\nThreads:"))
+                       uid=_status_field(status, b"\nUid:") if status else 0,
+                       threads=_status_field(status, b"\nThreads:") if status else 1)
 
 
 def _read(path: str) -> bytes:

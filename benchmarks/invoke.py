@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.floor import serve_one
-from benchmarks.lambda_context import Context
 from benchmarks.report import Row, ratio_row
 from benchmarks.stats import interleaved, summary
+from devstack.local_run import LocalContext as Context
 from runner.sandbox import ChildSpec
 
 #: The runner's own time beyond the task's timeout, as the SAM template gives it.

@@ -123,3 +123,11 @@ def test_the_stack_can_listen_on_fixed_ports() -> None:
                 stack.access.issuer_url]
 
     assert urls == [f"http://127.0.0.1:{base + offset}" for offset in range(4)]
+
+
+def test_demo_the_readmes_main_command_runs_every_sample_task(local_stack: LocalStack,
+                                                              work_root: Path) -> None:
+    done = _run("demo", stack=local_stack, work_root=work_root)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "7 of 7 sample tasks ended as expected" in done.stdout

@@ -31,13 +31,11 @@ from devstack._http import (
     JsonObject,
     invalid_body,
     invalid_request,
-    unauthorized,
 )
 from devstack.claims import Claims
 from devstack.s3_uri import S3Uri
 from devstack.scope_policy import Access, scope_policy
 from devstack.tokens import TokenVerifier
-from runner.errors import TokenRejectedError
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -79,10 +77,7 @@ class CredentialMinter(JsonApiServer):
                          max_in_flight=max_in_flight)
 
     def _mint(self, request: ApiRequest) -> JsonObject:
-        try:
-            claims = self._verifier.verify(request.bearer())
-        except TokenRejectedError as e:
-            raise unauthorized(e.message) from e
+        claims = self._verifier.claims_of(request)
         try:
             ask = CredentialRequest.model_validate(request.body)
             locations = [S3Uri.parse(prefix) for prefix in ask.prefixes]

@@ -15,11 +15,9 @@ from devstack._http import (
     JsonApiServer,
     JsonObject,
     invalid_body,
-    unauthorized,
 )
 from devstack.sql_sandbox import SqlSandbox
 from devstack.tokens import TokenVerifier
-from runner.errors import TokenRejectedError
 
 QUERY_PATH = "/v1/query"
 DEFAULT_MAX_ROWS = 1_000
@@ -50,10 +48,7 @@ class QueryService(JsonApiServer):
                          max_in_flight=max_in_flight)
 
     def _query(self, request: ApiRequest) -> JsonObject:
-        try:
-            claims = self._verifier.verify(request.bearer())
-        except TokenRejectedError as e:
-            raise unauthorized(e.message) from e
+        claims = self._verifier.claims_of(request)
         try:
             query = QueryRequest.model_validate(request.body)
         except ValidationError as e:

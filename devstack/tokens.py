@@ -16,6 +16,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
+from devstack._http import ApiRequest, unauthorized
 from devstack.claims import AUDIENCE, Claims, Grant, subject
 from runner.errors import TokenRejectedError
 
@@ -90,6 +91,14 @@ class TokenVerifier:
     public_key: Ed25519PublicKey
     kid: str
     issuer: str = DEFAULT_ISSUER
+
+    def claims_of(self, request: ApiRequest) -> Claims:
+        """The claims of `request`'s bearer token; a 401 when it has none or it does not
+        verify (both services answer the same way)."""
+        try:
+            return self.verify(request.bearer())
+        except TokenRejectedError as e:
+            raise unauthorized(e.message) from e
 
     def verify(self, token: str) -> Claims:
         """The token's claims; raise TokenRejectedError (saying why, never echoing it) otherwise."""

@@ -86,6 +86,13 @@ class Run:
     lines: list[str]
     task_root: Path
 
+    @property
+    def response(self) -> dict[str, Any]:
+        """The function's JSON object response (the invocation must have succeeded)."""
+        assert self.result.status == "succeeded", self.result.error
+        assert isinstance(self.result.response, dict)
+        return self.result.response
+
     def printed(self, prefix: str) -> list[str]:
         """What follows `prefix` on each forwarded line that starts with it."""
         found = []
@@ -108,8 +115,8 @@ class Run:
         return int(pid)
 
 
-def invoke(bundle: Path, settings: Settings, *, handler: str | None = None,
-           event: bytes = b"{}", timeout_ms: int = 10_000,
+def invoke(bundle: Path, settings: Settings, *, runtime: str = "provided",
+           handler: str | None = None, event: bytes = b"{}", timeout_ms: int = 10_000,
            user_env: Mapping[str, str] | None = None,
            credentials: launch.ScopedCredentials | None = None,
            token: str = TOKEN,
@@ -125,7 +132,7 @@ def invoke(bundle: Path, settings: Settings, *, handler: str | None = None,
     with attempt_dir(settings.work_root, TASK_ID) as dirs:
         shutil.copytree(bundle, dirs.task_root, symlinks=True, dirs_exist_ok=True)
         spec = InvocationSpec(
-            child=launch.child_spec("provided", dirs, handler, task, settings),
+            child=launch.child_spec(runtime, dirs, handler, task, settings),
             event=event, timeout_ms=timeout_ms, function_arn=launch.function_arn(settings),
             label=LABEL, trace_id=trace_id, client_context=client_context,
             cognito_identity=cognito_identity)

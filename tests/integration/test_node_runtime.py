@@ -14,7 +14,6 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,10 @@ import pytest
 
 from runner import launch, result
 from runner.errors import MissingEntrypointError
-from runner.invocation import InvocationOutcome, InvocationSpec, run_invocation
-from runner.models import TaskResult
 from runner.settings import Settings
 from runner.workdir import attempt_dir
+from tests import runtimes
+from tests.runtimes import Run
 
 REPO = Path(__file__).resolve().parents[2]
 LAYER = REPO / "layers" / "nodejs" / "build"
@@ -91,36 +90,12 @@ def vendored_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-@dataclass(frozen=True)
-class Run:
-    outcome: InvocationOutcome
-    result: TaskResult
-    lines: list[str]
-    task_root: Path
-
-    @property
-    def response(self) -> dict[str, Any]:
-        assert self.result.status == "succeeded", self.result.error
-        assert isinstance(self.result.response, dict)
-        return self.result.response
-
-
 def invoke(bundle: Path, handler: str, settings: Settings, *, event: Any = None,
            user_env: dict[str, str] | None = None) -> Run:
     """Run the bundle folder as if extracted from its zip, for one invocation."""
-    task = launch.TaskEnvironment(task_id="node-task", attempt=1, token="test-capability-token",
-                                  user_env=user_env or {})
-    lines: list[str] = []
-    with attempt_dir(settings.work_root, "node-task") as dirs:
-        shutil.copytree(bundle, dirs.task_root, symlinks=True, dirs_exist_ok=True)
-        spec = InvocationSpec(
-            child=launch.child_spec("nodejs", dirs, handler, task, settings),
-            event=json.dumps({} if event is None else event).encode(), timeout_ms=TIMEOUT_MS,
-            function_arn=launch.function_arn(settings), label="node-task/1")
-        outcome = run_invocation(spec, settings, sink=lines.append)
-    built = result.build(task_id="node-task", attempt=1, response=outcome.response,
-                         error=outcome.error, timings_ms=outcome.timings_ms, logs=outcome.logs)
-    return Run(outcome, built, lines, dirs.task_root)
+    return runtimes.invoke(bundle, settings, runtime="nodejs", handler=handler,
+                           event=json.dumps({} if event is None else event).encode(),
+                           timeout_ms=TIMEOUT_MS, user_env=user_env)
 
 
 def test_esbuild_bundled_ethers_handler_decodes_a_transfer_log(
@@ -205,7 +180,7 @@ def test_handler_sees_the_nodejs24_environment(node_settings: Settings) -> None:
                                        f"{LAYER}/nodejs/node_modules:")
     assert env["PATH"].startswith(f"{LAYER}/bin:")
     assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
-    assert env["TRACE_TASK_ID"] == "node-task"
+    assert env["TRACE_TASK_ID"] == runtimes.TASK_ID
     assert env["USER_SETTING"] == "from-the-task"
     assert env["TZ"] == ":UTC"
 

@@ -123,7 +123,7 @@ def _invoke(args: argparse.Namespace) -> int:
 def _run_task(args: argparse.Namespace) -> int:
     payload = _read_json(args.payload)
     with local_runner() as runner:
-        _upload_samples(runner)
+        _upload_sample(runner, payload)
         result = runner.run(payload, reissue_token=not args.keep_token)
     return _report(result, as_json=args.json)
 
@@ -141,10 +141,14 @@ def _token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _upload_samples(runner: LocalRunner) -> None:
-    """The sample bundles the payloads in events/ pin; a no-op cost for other payloads."""
+def _upload_sample(runner: LocalRunner, payload: Any) -> None:
+    """The sample bundle a payload of events/ names (nothing for any other payload)."""
+    bundle = payload.get("bundle") if isinstance(payload, dict) else None
+    uri = bundle.get("uri") if isinstance(bundle, dict) else None
+    if not isinstance(uri, str):
+        return
     try:
-        runner.upload_samples()
+        runner.upload_samples({uri})
     except FileNotFoundError as e:
         sys.stderr.write(f"udf-runner: samples not uploaded ({e})\n")
 

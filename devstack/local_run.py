@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +66,11 @@ class LocalRunner:
         for name, value in {**_RUNNER_DEFAULTS, **access.runner_environ()}.items():
             os.environ.setdefault(name, value)
 
-    def upload_samples(self) -> dict[str, str]:
-        """Build every sample bundle and put it in the stack's S3; name → SHA-256."""
+    def upload_samples(self, uris: Container[str] | None = None) -> dict[str, str]:
+        """Build the sample bundles (those at `uris`, or all) and put them in the stack's S3;
+        name → SHA-256."""
         return {sample.name: self.access.upload_bundle(samples.build(sample), sample.uri)
-                for sample in samples.ALL}
+                for sample in samples.ALL if uris is None or sample.uri in uris}
 
     def upload(self, bundle: bytes) -> tuple[str, str]:
         """Put a bundle in the stack's S3, named by its hash; (URI, SHA-256)."""

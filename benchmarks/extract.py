@@ -1,4 +1,4 @@
-"""The extract row: `runner.extract` against Info-ZIP's `unzip -q` on the same zip.
+"""The extract row: `runner.bundle.extract` against Info-ZIP's `unzip -q` on the same zip.
 
 The bundle is FILES files (half JavaScript-like text, half random bytes, log-normal sizes)
 zipped by Info-ZIP's `zip -r`, as a user's build would. Both extract into a fresh directory on
@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks import fixtures
 from benchmarks.report import Row, ratio_row
 from benchmarks.stats import interleaved
-from runner.extract import extract, limits_from
+from runner.bundle.extract import extract, limits_from
 from runner.settings import Settings
 
 
@@ -49,7 +49,8 @@ def row(work: Path, settings: Settings, files: int, total_bytes: int, runs: int)
                          "unzip": timed(unzip)}, runs=runs)
     zip_bytes = bundle.stat().st_size
     bundle.unlink()
-    return ratio_row("extract", f"runner.extract, {files + 1} files, {unpacked / 1e6:.0f} MB",
+    what = f"runner.bundle.extract, {files + 1} files, {unpacked / 1e6:.0f} MB"
+    return ratio_row("extract", what,
                      "unzip -q (Info-ZIP) of the same zip", times, kind="throughput", target=0.8,
                      measured_key="ours", floor_key="unzip", files=files + 1,
                      unpacked_bytes=unpacked, zip_bytes=zip_bytes)

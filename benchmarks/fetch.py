@@ -1,11 +1,11 @@
 """The verify and fetch rows: the bundle streamed from the local stack's S3 (moto, in its own
-process) by `runner.fetch`, with the credentials the minter gives the task.
+process) by `runner.bundle.fetch`, with the credentials the minter gives the task.
 
-- verify: the time spent inside the SHA-256 updates of a real fetch (the hasher `runner.fetch`
-  makes is wrapped to time its `update` calls), against `hashlib.sha256` over the same bytes
-  in memory; and, for a warm task, the cache's re-hash of the stored zip
-  (`runner.cache.sha256_file`) against the same. Ratios of throughput: floor time / ours.
-- fetch: `runner.fetch.fetch` (a client for the credentials, the streaming GET, the hash, the
+- verify: the time spent inside the SHA-256 updates of a real fetch (the hasher
+  `runner.bundle.fetch` makes is wrapped to time its `update` calls), against `hashlib.sha256`
+  over the same bytes in memory; and, for a warm task, the cache's re-hash of the stored zip
+  (`runner.bundle.verify.sha256_file`) against the same. Ratios of throughput: floor time / ours.
+- fetch: `runner.bundle.fetch.fetch` (a client for the credentials, the streaming GET, the hash, the
   file) against boto3's `download_file` to a file followed by `sha256sum` of it.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 
 from benchmarks.report import Row, ratio_row
 from benchmarks.stats import interleaved
-from runner import cache
-from runner import fetch as runner_fetch
-from runner.fetch import S3Clients, split_uri
-from runner.launch import ScopedCredentials
-from runner.service_client import Deadline
+from runner.bundle import fetch as runner_fetch
+from runner.bundle import sha256_file
+from runner.bundle.fetch import S3Clients, split_uri
+from runner.deadline import Deadline
+from runner.platform import ScopedCredentials
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class _TimedSha256:
 
 
 class _TimedHashlib:
-    """Stands in for the `hashlib` module inside `runner.fetch` while a fetch is timed."""
+    """Stands in for the `hashlib` module inside `runner.bundle.fetch` while a fetch is timed."""
 
     def __init__(self, spent: list[float]) -> None:
         self._spent = spent
@@ -106,7 +106,7 @@ def verify_rows(obj: Object, work: Path, runs: int) -> list[Row]:
     try:
         def rehash() -> float:
             started = time.perf_counter()
-            if cache.sha256_file(stored) != obj.sha256:
+            if sha256_file(stored) != obj.sha256:
                 raise RuntimeError("the stored copy does not match")
             return time.perf_counter() - started
 
@@ -120,7 +120,7 @@ def verify_rows(obj: Object, work: Path, runs: int) -> list[Row]:
         ratio_row("verify", f"SHA-256 while fetching {size} (time in the hash updates)",
                   "hashlib.sha256 over the same bytes in memory", streamed, kind="throughput",
                   target=0.9, measured_key="ours", floor_key="memory", bytes=len(obj.data)),
-        ratio_row("verify, cached", f"re-hash of the cached {size} zip (runner.cache)",
+        ratio_row("verify, cached", f"re-hash of the cached {size} zip (runner.bundle.cache)",
                   "hashlib.sha256 over the same bytes in memory", cached, kind="throughput",
                   target=0.9, measured_key="ours", floor_key="memory", bytes=len(obj.data)),
     ]
@@ -158,7 +158,7 @@ def fetch_row(obj: Object, work: Path, runs: int, *, region: str, endpoint_url: 
 
     times = interleaved({"ours": ours, "floor": boto3_then_sha256sum}, runs=runs)
     details: dict[str, Any] = {"bytes": len(obj.data)}
-    return ratio_row("fetch", f"runner.fetch of {len(obj.data) / 1e6:.0f} MB from moto "
+    return ratio_row("fetch", f"runner.bundle.fetch of {len(obj.data) / 1e6:.0f} MB from moto "
                      "(streamed, hashed, written)", "boto3 download_file, then sha256sum",
                      times, kind="throughput", target=1.0, measured_key="ours", floor_key="floor",
                      **details)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from benchmarks.floor import serve_one
 from benchmarks.report import Row, ratio_row
 from benchmarks.stats import interleaved, summary
 from devstack.local_run import LocalContext as Context
-from runner.sandbox import ChildSpec
+from runner.containment import WorkDirs
+from runner.invoke.child import ChildSpec
 
 #: The runner's own time beyond the task's timeout, as the SAM template gives it.
 FUNCTION_MARGIN_MS = 60_000
@@ -49,14 +51,14 @@ def child_of(payload: dict[str, Any], task_root: Path) -> ChildSpec:
     """The child the runner starts for `payload` (argv, environment without
     `AWS_LAMBDA_RUNTIME_API`), uncontained, in `task_root`: for the floor to start the very
     same process."""
-    from runner import launch
+    from runner import runtimes
     from runner.app import SETTINGS
 
-    dirs = launch.WorkDirs(task_root=task_root, home=task_root, tmp=task_root)
-    task = launch.TaskEnvironment(task_id=payload["task_id"], attempt=payload["attempt"],
+    dirs = WorkDirs(task_root=task_root, home=task_root, tmp=task_root)
+    task = runtimes.TaskEnvironment(task_id=payload["task_id"], attempt=payload["attempt"],
                                   token="bench")  # noqa: S106 - a placeholder, not a secret
     bundle = payload["bundle"]
-    return launch.child_spec(bundle["runtime"], dirs, bundle.get("handler"), task, SETTINGS)
+    return runtimes.child_spec(bundle["runtime"], dirs, bundle.get("handler"), task, SETTINGS)
 
 
 def timed_floor(payload: dict[str, Any], task_root: Path) -> Callable[[], float]:
@@ -75,13 +77,13 @@ def timed_floor(payload: dict[str, Any], task_root: Path) -> Callable[[], float]
 def timed_emulation(payload: dict[str, Any], task_root: Path) -> Callable[[], float]:
     """A contender between the two: `run_invocation` alone (the Runtime API emulation and the
     driver) on the same uncontained child, without the pipeline or containment around it."""
-    from runner import launch
+    from runner import runtimes
     from runner.app import SETTINGS
-    from runner.invocation import InvocationSpec, run_invocation
+    from runner.invoke.driver import InvocationSpec, run_invocation
 
     invocation = InvocationSpec(child=child_of(payload, task_root), event=_event(payload),
                                 timeout_ms=payload["timeout_ms"],
-                                function_arn=launch.function_arn(SETTINGS), label="bench/1")
+                                function_arn=runtimes.function_arn(SETTINGS), label="bench/1")
 
     def run() -> float:
         started = time.perf_counter()
@@ -162,17 +164,16 @@ def containment_costs(runs: int, task_root: Path) -> dict[str, Any]:
     """Each containment step on its own, in milliseconds (no target: for the breakdown), and
     the child's spawn by the floor's path and by the contained one (`task_root` holds the
     bootstrap, which exits at once without a Runtime API to talk to)."""
-    from runner import procfs, scratch, sysvipc
     from runner.app import SETTINGS
-    from runner.containment import Containment
-    from runner.sandbox import Child, ChildSpec
+    from runner.containment import Containment, procfs, scratch, sysvipc
+    from runner.invoke.child import Child, ChildSpec
 
     keep = [SETTINGS.work_root / "cache"]
     containment = Containment.start(SETTINGS, keep=keep)
     uid = containment.controls.child_uid
     plain = ChildSpec(argv=[str(task_root / "bootstrap")], cwd=task_root, env={})
     with containment.attempt("bench/1") as attempt:
-        contained = attempt.contain(plain, TIMEOUT_MS_FOR_LIMITS)
+        contained = replace(plain, confinement=attempt.confinement(TIMEOUT_MS_FOR_LIMITS))
 
     def timed(step: Callable[[], object]) -> Callable[[], float]:
         def run() -> float:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner import procfs
+from runner.containment import procfs
 
 #: CPU features that change the figures: SHA-256 and CRC32/inflate speed, vector widths.
 _FLAGS = frozenset({"sha_ni", "avx2", "avx512f", "pclmulqdq", "vaes"})

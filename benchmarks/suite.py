@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks import cold_import, extract, fetch, fixtures, machine, memory
 from benchmarks.report import Row
-from runner.extract import extract as extract_zip
-from runner.extract import limits_from
-from runner.fetch import S3Clients
-from runner.minter import MinterClient
-from runner.service_client import Deadline, ServiceClient
+from runner.bundle.extract import extract as extract_zip
+from runner.bundle.extract import limits_from
+from runner.bundle.fetch import S3Clients
+from runner.deadline import Deadline
+from runner.platform import ServiceClient
+from runner.platform.minter import MinterClient
 from runner.settings import Settings
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@
   v6, from the event or from an input query the runner runs first.
 
 `events/*.json` pin the SHA-256 of these builds: `python -m devstack.samples` re-pins them, and
-`tests/integration/test_samples.py` fails when they are out of step.
+`tests/integration/devstack/test_cli.py` fails when they are out of step.
 """
 
 from __future__ import annotations

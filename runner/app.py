@@ -12,6 +12,8 @@ from runner.observability import logger, metrics, tracer
 from runner.pipeline import InvokeContext, Pipeline
 from runner.settings import Settings
 
+__all__ = ["PIPELINE", "SETTINGS", "lambda_handler"]
+
 SETTINGS = Settings.from_env()
 PIPELINE = Pipeline(SETTINGS)
 
@@ -21,6 +23,7 @@ PIPELINE = Pipeline(SETTINGS)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Run one task attempt; the result is returned even when the task failed."""
+    # Lambda sets the trace id anew for each invocation, so it is read here, not in Settings.
     invoke = InvokeContext(remaining_ms=context.get_remaining_time_in_millis,
                            trace_id=os.environ.get("_X_AMZN_TRACE_ID"))
     return PIPELINE.run(event, invoke).model_dump(mode="json")

@@ -20,6 +20,30 @@ from pydantic import (
     model_validator,
 )
 
+__all__ = [
+    "ENV_TOTAL_LIMIT",
+    "RESERVED_ENV_NAMES",
+    "RESERVED_ENV_PREFIXES",
+    "SCHEMA_VERSION",
+    "BundleInfo",
+    "BundleRef",
+    "DatasetName",
+    "EnvName",
+    "ErrorInfo",
+    "FunctionErrorBody",
+    "Handler",
+    "Inputs",
+    "LogsInfo",
+    "Outputs",
+    "QueryName",
+    "S3Prefix",
+    "S3Uri",
+    "Sha256",
+    "TaskId",
+    "TaskPayload",
+    "TaskResult",
+]
+
 SCHEMA_VERSION = 1
 
 #: Exact variable names a task's `env` may not set: the runtime's own contract with the bundle.

@@ -8,39 +8,41 @@ X-Ray subsegment.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-SERVICE = "udf-runner"
-NAMESPACE_DEFAULT = "UdfRunner"
+from runner.settings import PowertoolsNames
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE_DEFAULT))
+__all__ = ["Phases", "logger", "metrics", "record_result", "tracer"]
+
+_NAMES = PowertoolsNames.from_env()
+logger = Logger(service=_NAMES.service)
+metrics = Metrics(namespace=_NAMES.metrics_namespace)
 tracer = Tracer()
 
 
 class Phases:
     """Wall time of each phase of one attempt, in milliseconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.timings_ms: dict[str, int] = {}
-        self._started = time.perf_counter()
+        self._clock = clock
+        self._started = clock()
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         """Time the block as phase `name` (repeated phases add up), in its own subsegment."""
-        start = time.perf_counter()
+        start = self._clock()
         try:
             with tracer.provider.in_subsegment(f"## {name}"):
                 yield
         finally:
-            self.add(name, time.perf_counter() - start)
+            self.add(name, self._clock() - start)
 
     def add(self, name: str, seconds: float) -> None:
         """Record `seconds` of phase `name`."""
@@ -48,7 +50,7 @@ class Phases:
 
     def finish(self) -> dict[str, int]:
         """All timings, with `total` since the attempt started."""
-        self.timings_ms["total"] = round((time.perf_counter() - self._started) * 1000)
+        self.timings_ms["total"] = round((self._clock() - self._started) * 1000)
         return dict(self.timings_ms)
 
 

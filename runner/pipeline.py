@@ -13,27 +13,37 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import urllib3
 from pydantic import ValidationError
 
-from runner import capability, extract, launch, result
-from runner.cache import BundleCache
+from runner import result, runtimes
+from runner.bundle import extract
+from runner.bundle.cache import BundleCache
+from runner.bundle.fetch import FetchedBundle, S3ClientFactory, S3Clients, fetch
 from runner.containment import Containment
+from runner.deadline import Deadline
 from runner.errors import InvalidPayloadError, QueryFailedError, RunnerError, SandboxError
-from runner.fetch import FetchedBundle, S3ClientFactory, S3Clients, fetch
-from runner.invocation import InvocationOutcome, InvocationSpec, run_invocation
-from runner.minter import MinterClient
+from runner.invoke.driver import InvocationOutcome, InvocationSpec, run_invocation
+from runner.invoke.output import LineSink, stdout_sink
 from runner.models import BundleInfo, TaskPayload, TaskResult
 from runner.observability import Phases, logger, record_result
-from runner.output import LineSink, stdout_sink
-from runner.query import INPUTS_KEY, QueryClient
-from runner.runtime_api import Response
-from runner.service_client import Deadline, ServiceClient
+from runner.platform import ServiceClient, capability
+from runner.platform.minter import MinterClient
+from runner.platform.query import INPUTS_KEY, QueryClient
+from runner.runtime_api.state import Response
 from runner.settings import LAMBDA_RESPONSE_LIMIT, Settings
+
+__all__ = [
+    "CLEANUP_MARGIN_MS",
+    "LOCAL_SETUP_BUDGET_MS",
+    "InvokeContext",
+    "Pipeline",
+    "parse_payload",
+]
 
 #: Time kept back from the runner's own Lambda deadline for stopping the child and cleaning up.
 CLEANUP_MARGIN_MS = 3_000
@@ -67,7 +77,8 @@ class Pipeline:
                  sink: LineSink = stdout_sink) -> None:
         self._settings = settings
         self._s3_clients = s3_clients or S3Clients(region=settings.region,
-                                                   endpoint_url=settings.s3_endpoint_url)
+                                                   endpoint_url=settings.s3_endpoint_url,
+                                                   max_attempts=settings.s3_max_attempts)
         self._sink = sink
         self._pool = urllib3.PoolManager(retries=False, maxsize=4)
         self._cache = BundleCache(settings.work_root / "cache", settings.cache_max_bytes)
@@ -116,7 +127,7 @@ class Pipeline:
                     child_credentials = minter.mint("write", [payload.outputs.s3_prefix],
                                                     deadline)
             event = self._event(payload, token, deadline, phases)
-            task = launch.TaskEnvironment(
+            task = runtimes.TaskEnvironment(
                 task_id=payload.task_id, attempt=payload.attempt, token=token,
                 query_url=self._settings.query_url, credentials_url=self._settings.minter_url,
                 output_prefix=payload.outputs.s3_prefix if payload.outputs else "",
@@ -182,7 +193,7 @@ class Pipeline:
                                    retryable=False)
         return data
 
-    def _invoke(self, payload: TaskPayload, zip_path: Path, *, task: launch.TaskEnvironment,
+    def _invoke(self, payload: TaskPayload, zip_path: Path, *, task: runtimes.TaskEnvironment,
                 event: bytes, deadline: Deadline, context: InvokeContext,
                 phases: Phases) -> InvocationOutcome:
         label = f"{payload.task_id}/{payload.attempt}"
@@ -192,13 +203,14 @@ class Pipeline:
             dirs = contained.dirs
             with phases("extract"):
                 extract.extract(zip_path, dirs.task_root, extract.limits_from(self._settings))
-            spec = launch.child_spec(payload.bundle.runtime, dirs, payload.bundle.handler, task,
+            spec = runtimes.child_spec(payload.bundle.runtime, dirs, payload.bundle.handler, task,
                                      self._settings)
             timeout_ms = max(1, min(payload.timeout_ms, int(deadline.remaining() * 1000)))
             started = time.perf_counter()
+            spec = replace(spec, confinement=contained.confinement(timeout_ms))
             outcome = run_invocation(InvocationSpec(
-                child=contained.contain(spec, timeout_ms), event=event, timeout_ms=timeout_ms,
-                function_arn=launch.function_arn(self._settings), label=label,
+                child=spec, event=event, timeout_ms=timeout_ms,
+                function_arn=runtimes.function_arn(self._settings), label=label,
                 trace_id=context.trace_id,
             ), self._settings, sink=self._sink, sweep=contained.sweep)
             for name, value in outcome.timings_ms.items():

@@ -12,8 +12,17 @@ from pydantic import ValidationError
 
 from runner.errors import ResponseTooLargeError, RunnerError
 from runner.models import BundleInfo, ErrorInfo, FunctionErrorBody, LogsInfo, TaskResult
-from runner.runtime_api import Response
+from runner.runtime_api.state import Response
 from runner.settings import LAMBDA_RESPONSE_LIMIT
+
+__all__ = [
+    "MESSAGE_LIMIT",
+    "STACK_TRACE_LIMIT",
+    "build",
+    "encoded_size",
+    "error_info",
+    "response_fields",
+]
 
 #: Longest error message kept in a result (a function's own message can be megabytes).
 MESSAGE_LIMIT = 8 * 1024

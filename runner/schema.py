@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from runner.models import TaskPayload, TaskResult
 
+__all__ = ["SCHEMAS", "main", "render"]
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     "task-payload.schema.json": TaskPayload,
     "task-result.schema.json": TaskResult,

@@ -1,17 +1,36 @@
 """The runner's configuration, read once from the environment into one typed object.
 
-Every variable the runner reads is named here; tests build `Settings` from a dict instead of
-patching `os.environ`.
+Every variable the runner reads for its configuration is named here: its own `UDF_RUNNER_*`,
+the Lambda variables it takes defaults from, and Powertools' names (`PowertoolsNames`). The one
+other variable it reads is Lambda's `_X_AMZN_TRACE_ID`, which changes with each invocation and
+so is read by the handler. Tests build `Settings` from a dict instead of patching `os.environ`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "LAMBDA_PRESENCE_VARS",
+    "LAMBDA_RESPONSE_LIMIT",
+    "LAMBDA_UNZIPPED_LIMIT",
+    "PREFIX",
+    "RESPONSE_CEILING",
+    "RESULT_ENVELOPE_RESERVE",
+    "RUNTIME_API_PAYLOAD_LIMIT",
+    "Bytes",
+    "Id",
+    "Paths",
+    "PowertoolsNames",
+    "Settings",
+    "SettingsError",
+]
 
 #: Prefix of every variable the runner reads for its own configuration.
 PREFIX = "UDF_RUNNER_"
@@ -77,14 +96,16 @@ class Settings(BaseModel):
     sandbox_gid: Id = 64200
     # Not root: "lambda" means the execution environment is the runner's alone (every new
     # process of its uid is killed, and /tmp is wiped outside the runner's own files after each
-    # attempt); "local" is a developer's machine (neither); "auto" is "lambda" when Lambda's
-    # AWS_LAMBDA_FUNCTION_NAME and AWS_LAMBDA_RUNTIME_API are set.
+    # attempt); "local" is a developer's machine (neither); "auto" is "lambda" when `in_lambda`.
     execution_environment: Literal["auto", "lambda", "local"] = "auto"
+    # Lambda's AWS_LAMBDA_FUNCTION_NAME and AWS_LAMBDA_RUNTIME_API are both set (not read from
+    # a UDF_RUNNER_* variable: it says where the process runs, not how to run).
+    in_lambda: bool = False
     # Refuse to run bundles when a control they rely on is missing (false: local use only).
     containment_required: bool = True
     # World-writable places the child may write to outside its work dir, cleaned after it.
     scratch_dirs: Paths = tuple(map(Path, ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")))  # noqa: S108 - what is cleaned, not used
-    # Resource limits of the child (runner.limits).
+    # Resource limits of the child (runner.containment.limits).
     child_max_processes: Annotated[int, Field(ge=1)] = 256  # processes and threads it may add
     child_max_open_files: Annotated[int, Field(ge=16)] = 1024
     child_max_file_bytes: Bytes = 1024 * 1024 * 1024
@@ -99,6 +120,9 @@ class Settings(BaseModel):
     query_url: str = ""
     # Only for the local stack: the embedded S3 server. Never set in Lambda.
     s3_endpoint_url: str = ""
+    # Attempts per S3 request, the first included (throttling and 5xx are retried with
+    # botocore's backoff).
+    s3_max_attempts: Annotated[int, Field(ge=1, le=10)] = 5
 
     # Rows each input query may return (the Query Service caps it too).
     query_max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
@@ -106,10 +130,10 @@ class Settings(BaseModel):
     # Bundles.
     max_bundle_bytes: Bytes = LAMBDA_UNZIPPED_LIMIT  # compressed size, enforced while streaming
     cache_max_bytes: Bytes = 512 * 1024 * 1024
-    # Extraction (runner.extract): what the zip may unpack to.
+    # Extraction (runner.bundle.extract): what the zip may unpack to.
     max_unzipped_bytes: Bytes = LAMBDA_UNZIPPED_LIMIT
     max_bundle_entries: Annotated[int, Field(ge=1)] = 50_000
-    # Per entry, declared size : compressed size, for entries over 1 MiB (runner.extract).
+    # Per entry, declared size : compressed size, for entries over 1 MiB (runner.bundle.extract).
     max_compression_ratio: Annotated[int, Field(ge=1)] = 100
 
     @classmethod
@@ -117,13 +141,14 @@ class Settings(BaseModel):
         """Read `UDF_RUNNER_*` (and Lambda's `AWS_REGION` etc.) from `environ`."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for name in cls.model_fields:
+        for name in cls.model_fields.keys() - _DETECTED:
             raw = env.get(PREFIX + name.upper())
             if raw is not None:
                 values[name] = raw
         for field, lambda_var in _LAMBDA_VARS.items():
             if field not in values and env.get(lambda_var):
                 values[field] = env[lambda_var]
+        values["in_lambda"] = all(env.get(name) for name in LAMBDA_PRESENCE_VARS)
         try:
             return cls.model_validate(values)
         except ValidationError as e:
@@ -135,6 +160,27 @@ _LAMBDA_VARS = {
     "region": "AWS_REGION",
     "function_memory_mb": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 }
+#: Set (both) only inside a Lambda execution environment.
+LAMBDA_PRESENCE_VARS = ("AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_RUNTIME_API")
+#: Fields that describe where the runner runs, detected rather than configured.
+_DETECTED = frozenset({"in_lambda"})
+
+
+@dataclass(frozen=True)
+class PowertoolsNames:
+    """The service name and metrics namespace of the runner's logs and metrics. Read apart from
+    `Settings` because the logger exists before the settings are read (every module logs)."""
+
+    service: str = "udf-runner"
+    metrics_namespace: str = "UdfRunner"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PowertoolsNames:
+        """Read Powertools' own `POWERTOOLS_SERVICE_NAME` and `POWERTOOLS_METRICS_NAMESPACE`."""
+        env = os.environ if environ is None else environ
+        return cls(service=env.get("POWERTOOLS_SERVICE_NAME") or cls.service,
+                   metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE")
+                   or cls.metrics_namespace)
 
 
 def _describe(error: ValidationError) -> str:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from runner.containment.workdir import remove_tree
 from runner.settings import Settings
-from runner.workdir import remove_tree
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack

@@ -15,7 +15,7 @@ from devstack import samples
 from devstack.bundles import zip_folder
 from devstack.demo import EVENTS, EXPECTED
 from tests.e2e.conftest import FUNCTION, ROLE, Function
-from tests.tasks import PIPELINE_BOOTSTRAP
+from tests.support.tasks import PIPELINE_BOOTSTRAP
 
 
 @pytest.fixture(scope="module", autouse=True)

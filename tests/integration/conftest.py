@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import LocalStack
-from tests.tasks import Tasks, settings_for
+from tests.support.tasks import Tasks, settings_for
 
 
 @pytest.fixture

@@ -1,0 +1,23 @@
+"""The task's bundle: fetched from S3 with minted credentials (`fetch`), its SHA-256 checked
+against the pin (`verify`), kept between tasks (`cache`), and unpacked safely (`extract`, on the
+strict zip reader `_zip`). The steps themselves are `fetch.fetch` and `extract.extract`."""
+
+from runner.bundle.cache import BundleCache, Lookup
+from runner.bundle.extract import BOOTSTRAP, ExtractLimits, ExtractStats, limits_from
+from runner.bundle.fetch import FetchedBundle, S3ClientFactory, S3Clients, split_uri
+from runner.bundle.verify import sha256_file, verify
+
+__all__ = [
+    "BOOTSTRAP",
+    "BundleCache",
+    "ExtractLimits",
+    "ExtractStats",
+    "FetchedBundle",
+    "Lookup",
+    "S3ClientFactory",
+    "S3Clients",
+    "limits_from",
+    "sha256_file",
+    "split_uri",
+    "verify",
+]

@@ -1,0 +1,251 @@
+"""One invocation: serve the Runtime API, start the child, wait for its answer, tear it down.
+
+The driver is a single poll loop over four descriptors: the child's two output pipes, a pidfd
+that becomes readable when the child exits, and a pipe the Runtime API server writes to when
+the invocation's state changes. It ends on the first of: an answer, the child's exit, or the
+deadline. No thread sleeps and nothing is polled on a timer.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import math
+import os
+import select
+import signal
+import termios
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+
+from runner.errors import (
+    ExitError,
+    FunctionError,
+    InitError,
+    InvalidResponseModeError,
+    InvocationError,
+    ResponseTooLargeError,
+    TimedOutError,
+)
+from runner.invoke.child import Child, ChildSpec
+from runner.invoke.output import LineSink, OutputCapture, stdout_sink
+from runner.models import LogsInfo
+from runner.runtime_api import (
+    Answer,
+    InvalidResponseMode,
+    Invocation,
+    InvocationState,
+    LateAnswer,
+    Oversized,
+    PostedError,
+    Response,
+    RuntimeApiServer,
+)
+from runner.settings import Settings
+
+__all__ = ["InvocationOutcome", "InvocationSpec", "drain", "judge", "run_invocation"]
+
+_READ_CHUNK = 64 * 1024
+#: Longest wait, after the child exits, for requests it sent just before exiting.
+_SETTLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class InvocationSpec:
+    """Everything one invocation needs besides the settings."""
+
+    child: ChildSpec  # its env lacks AWS_LAMBDA_RUNTIME_API, which only the driver knows
+    event: bytes
+    timeout_ms: int
+    function_arn: str
+    label: str  # "<task>/<attempt>", prefixed to every forwarded output line
+    trace_id: str | None = None
+    client_context: str | None = None
+    cognito_identity: str | None = None
+
+
+@dataclass(frozen=True)
+class InvocationOutcome:
+    """How the invocation ended: a response, or the error that stands for it."""
+
+    request_id: str
+    deadline_ms: int
+    response: Response | None
+    error: InvocationError | None
+    timings_ms: dict[str, int]
+    logs: LogsInfo
+
+
+@dataclass
+class _Wait:
+    """What the poll loop saw."""
+
+    exited: bool = False
+    open_streams: dict[int, str] = field(default_factory=dict)
+
+
+def run_invocation(spec: InvocationSpec, settings: Settings, *, sink: LineSink = stdout_sink,
+                   sweep: Callable[[], None] | None = None) -> InvocationOutcome:
+    """Run the child for exactly one invocation. `sweep` runs after the child's group is gone,
+    to take whatever escaped it (see `runner.containment`)."""
+    timeout = spec.timeout_ms / 1000
+    request_id = str(uuid.uuid4())
+    started = time.monotonic()
+    deadline_ms = int(time.time() * 1000) + spec.timeout_ms
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    state = InvocationState(
+        Invocation(request_id, spec.event, deadline_ms, spec.function_arn, spec.trace_id,
+                   spec.client_context, spec.cognito_identity),
+        deadline=started + timeout, on_change=lambda: _wake(wake_w),
+    )
+    capture = OutputCapture(label=spec.label, keep_bytes=settings.log_keep_bytes,
+                            tail_bytes=settings.log_tail_bytes,
+                            line_bytes=settings.log_line_bytes, sink=sink)
+    server = RuntimeApiServer(state, response_limit=settings.max_response_bytes)
+    server.start()
+    child: Child | None = None
+    try:
+        env = {**spec.child.env, "AWS_LAMBDA_RUNTIME_API": server.address}
+        try:
+            child = Child(replace(spec.child, env=env))
+        except OSError as e:
+            failed = ExitError(f"RequestId: {request_id} Error: Runtime failed to start: "
+                               f"{e.strerror}")
+            return _outcome(state, capture, response=None, error=failed, started=started)
+        waited = _wait(child, state, wake_r, capture, started + timeout)
+        if waited.exited and not state.published:
+            # It may have exited right after sending its answer: let the server finish reading.
+            server.settle(min(_SETTLE_SECONDS, max(0.0, started + timeout - time.monotonic())))
+        answer = state.close()
+        ended = time.monotonic()
+        child.stop(settings.term_grace_ms / 1000)
+        if sweep is not None:
+            sweep()
+        drain(waited.open_streams, capture)
+        response, error = judge(answer, exited=waited.exited, returncode=child.returncode,
+                                 request_id=request_id, timeout=timeout)
+        return _outcome(state, capture, response=response, error=error, started=started,
+                        ended=ended)
+    finally:
+        server.stop()
+        if child is not None:
+            child.close()
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _wake(fd: int) -> None:
+    with suppress(BlockingIOError):  # already full of wake-ups; one is enough
+        os.write(fd, b"!")
+
+
+def _wait(child: Child, state: InvocationState, wake_r: int, capture: OutputCapture,
+          deadline: float) -> _Wait:
+    waited = _Wait(open_streams=dict(child.streams))
+    poller = select.poll()
+    for fd in (*child.streams, child.pidfd, wake_r):
+        poller.register(fd, select.POLLIN)
+    while not state.published and not waited.exited:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for fd, _ in poller.poll(math.ceil(remaining * 1000)):
+            if fd in waited.open_streams:
+                if not _read_into(fd, waited.open_streams, capture):
+                    poller.unregister(fd)
+            elif fd == child.pidfd:
+                waited.exited = True
+            else:
+                os.read(wake_r, 4096)
+    return waited
+
+
+def _read_into(fd: int, streams: dict[int, str], capture: OutputCapture) -> bool:
+    """Move one chunk from a pipe into the capture; False (and forget it) at end of file."""
+    data = os.read(fd, _READ_CHUNK)
+    if not data:
+        del streams[fd]
+        return False
+    capture.feed(streams[fd], data)
+    return True
+
+
+def drain(streams: dict[int, str], capture: OutputCapture) -> None:
+    """Read what the child left in its pipes: exactly what they hold now. A writer that
+    outlived the sweep may keep writing; what it adds is neither waited for nor read, so it
+    cannot keep the runner here (reading "until empty" could go on for as long as it writes)."""
+    for fd, stream in streams.items():
+        left = _buffered(fd)
+        while left > 0:
+            data = os.read(fd, min(left, _READ_CHUNK))  # never blocks: the bytes are there
+            if not data:
+                break
+            capture.feed(stream, data)
+            left -= len(data)
+
+
+def _buffered(fd: int) -> int:
+    """Bytes waiting in the pipe `fd`."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+def judge(  # noqa: PLR0911 - one return per way an invocation ends reads as a table
+        answer: Answer | None, *, exited: bool, returncode: int | None, request_id: str,
+        timeout: float) -> tuple[Response | None, InvocationError | None]:
+    """Turn what happened into a response or the error the result reports (checklist item 17)."""
+    prefix = f"RequestId: {request_id} Error: "
+    match answer:
+        case Response():
+            return answer, None
+        case PostedError(phase="init", error=error):
+            return None, InitError(f"{error.error_type}: {error.error_message}",
+                                   function_error=error)
+        case PostedError(error=error):
+            return None, FunctionError(f"{error.error_type}: {error.error_message}",
+                                       function_error=error)
+        case Oversized(size=size, limit=limit):
+            return None, ResponseTooLargeError(
+                f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+                f"({limit} bytes).")
+        case InvalidResponseMode(mode=mode):
+            return None, InvalidResponseModeError(
+                f"{prefix}Invalid response mode header value: {mode!r}")
+        case LateAnswer():
+            return None, TimedOutError(f"{prefix}Task timed out after {timeout:.2f} seconds")
+        case None if not exited:
+            return None, TimedOutError(f"{prefix}Task timed out after {timeout:.2f} seconds")
+    return None, ExitError(prefix + _exit_reason(returncode))
+
+
+def _exit_reason(returncode: int | None) -> str:
+    if returncode is None or returncode == 0:
+        return "Runtime exited without providing a reason"
+    if returncode < 0:
+        # Lambda prints Go's wording ("signal: killed"); the name is added for the reader.
+        sig = signal.Signals(-returncode)
+        return (f"Runtime exited with error: signal: {(signal.strsignal(sig) or '').lower()} "
+                f"({sig.name})")
+    return f"Runtime exited with error: exit status {returncode}"
+
+
+def _outcome(state: InvocationState, capture: OutputCapture, *, response: Response | None,
+             error: InvocationError | None, started: float,
+             ended: float | None = None) -> InvocationOutcome:
+    end = ended if ended is not None else time.monotonic()
+    took_next = state.next_at
+    answered = state.answered_at if state.answered_at is not None else end
+    timings = {"init": _ms((took_next or answered) - started)}
+    if took_next is not None:
+        timings["invoke"] = _ms(answered - took_next)
+    invocation = state.invocation
+    return InvocationOutcome(invocation.request_id, invocation.deadline_ms, response, error,
+                             timings, capture.close())
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))

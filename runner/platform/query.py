@@ -1,0 +1,56 @@
+"""Client of the Query Service, and the task's input queries run before the invocation.
+
+Contract (DESIGN.md, contracts/query-service.openapi.yaml): `POST {query}/v1/query`
+`{"sql": "...", "max_rows": N}` with the task's capability token as bearer →
+`{"columns": [{"name", "type"}], "rows": [[...]], "truncated": bool}`; 400 SQL error,
+403 dataset outside the token, 5xx retried.
+
+The results reach the function inside its event, under `INPUTS_KEY`:
+`{"trace_inputs": {"queries": {"<name>": {"columns": [...], "rows": [...], "truncated": b}}}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runner.deadline import Deadline
+from runner.errors import QueryFailedError, TokenRejectedError
+from runner.platform._http import ServiceClient, ServiceUnavailable
+
+__all__ = ["INPUTS_KEY", "QueryClient"]
+
+#: The key of the event object under which input query results are delivered.
+INPUTS_KEY = "trace_inputs"
+
+
+class QueryClient:
+    """Runs SQL through the Query Service with one task's token."""
+
+    def __init__(self, client: ServiceClient, *, max_rows: int) -> None:
+        self._client = client
+        self._max_rows = max_rows
+
+    def run(self, name: str, sql: str, deadline: Deadline) -> dict[str, Any]:
+        """The result of one named query, or `Platform.QueryFailed` with the service's message."""
+        try:
+            reply = self._client.post("/v1/query", {"sql": sql, "max_rows": self._max_rows},
+                                      deadline)
+        except ServiceUnavailable as e:
+            raise QueryFailedError(f"query {name!r}: Query Service unavailable: {e}",
+                                   retryable=True) from e
+        if reply.status == 401:
+            raise TokenRejectedError(f"Query Service rejected the token: {reply.message()}")
+        body = reply.body
+        if reply.status != 200:
+            raise QueryFailedError(f"query {name!r} failed (HTTP {reply.status}): "
+                                   f"{reply.message()}", retryable=False)
+        if not (isinstance(body, dict) and {"columns", "rows", "truncated"} <= body.keys()):
+            raise QueryFailedError(f"query {name!r}: the Query Service's answer is malformed",
+                                   retryable=True)
+        return {"columns": body["columns"], "rows": body["rows"],
+                "truncated": bool(body["truncated"])}
+
+    def run_all(self, queries: Mapping[str, str], deadline: Deadline) -> dict[str, Any]:
+        """Every named query, in order; the first failure stops the task."""
+        return {name: self.run(name, sql, deadline) for name, sql in queries.items()}

@@ -1,0 +1,80 @@
+"""The benchmarks' floors are honest: the bare Runtime API server really serves one invocation
+to the same clients the runner serves (the Rust bootstrap, the official Node client), whole;
+and the suite's bookkeeping compares what it says it compares.
+
+Timings are not asserted here (machines are noisy): `make bench-quick` checks that every row
+yields a figure, `make bench` produces them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import fixtures
+from benchmarks.floor import serve_one
+from benchmarks.report import ratio_row
+from benchmarks.stats import interleaved
+from runner import runtimes
+from runner.containment import WorkDirs
+from runner.runtimes import nodejs
+from runner.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fixtures.build_bootstrap(tmp_path_factory.mktemp("cargo"))
+
+
+def test_the_floor_serves_the_rust_bootstrap_one_invocation(bootstrap: Path,
+                                                            tmp_path: Path) -> None:
+    served = serve_one([str(bootstrap)], {"_HANDLER": "trivial"}, tmp_path, b'{"a":1}')
+    assert served.response == b'{"ok":true}'
+    assert served.seconds > 0
+
+
+def test_the_floor_reads_a_large_response_whole(bootstrap: Path, tmp_path: Path) -> None:
+    size = 1_000_000
+    served = serve_one([str(bootstrap)], {"_HANDLER": f"bytes:{size}"}, tmp_path, b"{}",
+                       stop=False)
+    assert len(served.response) == size
+    assert json.loads(served.response) == "x" * (size - 2)
+    (line,) = served.stdout.decode().splitlines()
+    assert line.startswith("POST_NS ")
+    assert int(line.split()[1]) > 0
+
+
+def test_the_floor_serves_the_node_client_with_the_runners_argv_and_env(
+        tmp_path: Path, work_root: Path) -> None:
+    if not (fixtures.NODE_LAYER / "bin" / "node").exists():
+        pytest.fail("the Node layer is not built; run `make setup`")
+    (tmp_path / "index.js").write_bytes((fixtures.NODE_HANDLER / "index.js").read_bytes())
+    settings = Settings.from_env({"UDF_RUNNER_WORK_ROOT": str(work_root),
+                                  "UDF_RUNNER_NODE_LAYER": str(fixtures.NODE_LAYER)})
+    dirs = WorkDirs(task_root=tmp_path, home=tmp_path, tmp=tmp_path)
+    task = runtimes.TaskEnvironment(task_id="bench", attempt=1, token="bench-token")
+    spec = nodejs.child_spec(dirs, "index.handler", task, settings)
+    served = serve_one(spec.argv, spec.env, tmp_path, b'{"hello":"world"}')
+    assert json.loads(served.response) == {"ok": True, "echo": {"hello": "world"}}
+
+
+def test_runs_alternate_and_the_ratio_compares_medians() -> None:
+    order: list[str] = []
+    values = {"a": iter([1.0, 3.0, 2.0, 9.0]), "b": iter([1.0, 1.0, 1.0, 1.0])}
+
+    def contender(name: str) -> float:
+        order.append(name)
+        return next(values[name])
+
+    times = interleaved({"a": lambda: contender("a"), "b": lambda: contender("b")},
+                        runs=3, warmup=1)
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert times == {"a": [3.0, 2.0, 9.0], "b": [1.0, 1.0, 1.0]}
+    row = ratio_row("r", "ours", "floor", times, kind="time", target=1.5,
+                    measured_key="a", floor_key="b")
+    assert (row.value, row.passed) == (3.0, False)
+    throughput = ratio_row("r", "ours", "floor", times, kind="throughput", target=0.3,
+                           measured_key="a", floor_key="b")
+    assert (round(throughput.value, 3), throughput.passed) == (0.333, True)

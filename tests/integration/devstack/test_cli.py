@@ -1,0 +1,135 @@
+"""`udf-runner`, the one local entry point, as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.bundles import zip_folder
+from devstack.demo import EXPECTED
+from devstack.stack import LocalStack
+from tests.support.tasks import PIPELINE_BOOTSTRAP
+
+REPO = Path(__file__).resolve().parents[3]
+UDF_RUNNER = REPO / ".venv" / "bin" / "udf-runner"
+
+
+def _run(*args: str, stack: LocalStack | None = None, stdin: str | None = None,
+         work_root: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if stack is not None:
+        env |= stack.access.to_environ()
+    if work_root is not None:
+        env["UDF_RUNNER_WORK_ROOT"] = str(work_root)
+    return subprocess.run([str(UDF_RUNNER), *args], input=stdin, capture_output=True,
+                          text=True, env=env, check=False, timeout=300)
+
+
+def _result(done: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(done.stdout)
+
+
+def test_invoke_runs_a_folder_and_prints_only_the_result(local_stack: LocalStack,
+                                                         work_root: Path) -> None:
+    done = _run("invoke", str(PIPELINE_BOOTSTRAP), "--handler", "echo", "--event", "-", "--json",
+                "--env", "USER_SETTING=from-cli", stack=local_stack, stdin='{"k": [1, 2]}',
+                work_root=work_root)
+
+    assert done.returncode == 0, done.stderr
+    result = _result(done)
+    assert result["response"]["event"] == {"k": [1, 2]}
+    assert result["response"]["env"]["USER_SETTING"] == "from-cli"
+    assert {"init", "invoke", "total"} <= result["timings_ms"].keys()
+
+
+def test_invoke_runs_a_zip_and_exits_1_when_the_function_fails(local_stack: LocalStack,
+                                                               work_root: Path,
+                                                               tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(zip_folder(PIPELINE_BOOTSTRAP))
+
+    done = _run("invoke", str(bundle), "--handler", "error", "--json", stack=local_stack,
+                work_root=work_root)
+
+    assert done.returncode == 1
+    assert _result(done)["error"]["type"] == "Function.Error"
+
+
+@pytest.mark.parametrize("args", [
+    ["invoke", "/no/such/bundle.zip"],
+    ["invoke", str(PIPELINE_BOOTSTRAP), "--runtime", "python"],
+    ["invoke", str(PIPELINE_BOOTSTRAP), "--event", "/no/such/event.json"],
+    ["invoke", str(PIPELINE_BOOTSTRAP), "--event", str(REPO / "README.md")],
+    ["invoke", str(PIPELINE_BOOTSTRAP), "--env", "NO_EQUALS_SIGN"],
+    ["invoke", str(REPO / ".venv")],  # holds symlinks, which a Lambda bundle cannot carry
+    ["run-task", "/no/such/payload.json"],
+    ["frobnicate"],
+])
+def test_bad_usage_exits_2(args: list[str]) -> None:
+    done = _run(*args)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "udf-runner" in done.stderr
+
+
+def test_run_task_runs_a_sample_payload(local_stack: LocalStack, work_root: Path) -> None:
+    done = _run("run-task", str(REPO / "events" / "provided-handler-error.json"), "--json",
+                stack=local_stack, work_root=work_root)
+
+    assert done.returncode == 1
+    assert _result(done)["error"]["type"] == "Function.Error"
+
+
+def test_token_gives_a_payload_a_token_from_the_running_stack(local_stack: LocalStack) -> None:
+    done = _run("token", str(REPO / "events" / "provided-success.json"), stack=local_stack)
+
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    claims = local_stack.verifier.verify(payload["capability_token"])
+    assert claims.task_id == payload["task_id"]
+    assert claims.bundle_sha256 == payload["bundle"]["sha256"]
+
+
+def test_token_without_a_running_stack_is_bad_usage() -> None:
+    done = _run("token", str(REPO / "events" / "provided-success.json"))
+
+    assert done.returncode == 2
+    assert "udf-runner devstack" in done.stderr
+
+
+def _free_ports(count: int) -> int:
+    """A base port with `count` consecutive ports free right now."""
+    for base in range(24_500, 30_000, 7):
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range")
+
+
+def test_the_stack_can_listen_on_fixed_ports() -> None:
+    base = _free_ports(4)
+    with LocalStack.start(base_port=base) as stack:
+        urls = [stack.access.s3_endpoint_url, stack.access.minter_url, stack.access.query_url,
+                stack.access.issuer_url]
+
+    assert urls == [f"http://127.0.0.1:{base + offset}" for offset in range(4)]
+
+
+def test_demo_the_readmes_main_command_runs_every_sample_task(local_stack: LocalStack,
+                                                              work_root: Path) -> None:
+    done = _run("demo", stack=local_stack, work_root=work_root)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    count = len(EXPECTED)
+    assert f"{count} of {count} sample tasks ended as expected" in done.stdout

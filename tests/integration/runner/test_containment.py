@@ -1,0 +1,123 @@
+"""Containment's own guarantees with real processes: what the attempt dir looks like to the
+child, what a sweep leaves alone (the runner's other children), and failing closed."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner.containment import environment as containment_environment
+from runner.containment import procfs
+from runner.errors import SandboxError
+from runner.settings import Settings
+from tests.support.containment_harness import Runner
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="the child gets a uid of its own only under a root runner")
+
+
+def _sandbox_processes(settings: Settings) -> list[int]:
+    return [p.pid for p in procfs.processes()
+            if p.uid == settings.sandbox_uid and not p.is_zombie]
+
+
+def test_home_and_tmp_are_the_childs_and_the_bundle_is_only_readable(settings: Settings) -> None:
+    runner = Runner(settings)
+    with runner.containment.attempt("t/1") as attempt:
+        dirs = attempt.dirs
+        for own in (dirs.home, dirs.tmp):
+            info = own.stat()
+            assert (info.st_uid, info.st_gid) == (settings.sandbox_uid, settings.sandbox_gid)
+            assert stat.S_IMODE(info.st_mode) == 0o700
+        task = dirs.task_root.stat()
+        assert (task.st_uid, stat.S_IMODE(task.st_mode)) == (0, 0o755)
+        assert stat.S_IMODE(dirs.task_root.parent.stat().st_mode) == 0o711
+    assert not dirs.task_root.parent.exists()
+
+
+def test_the_child_runs_as_the_sandbox_uid_with_no_supplementary_groups(
+        settings: Settings) -> None:
+    got = Runner(settings).invoke({"case": "ok"})
+    assert got.response["uid"] == settings.sandbox_uid
+    assert got.response["gid"] == settings.sandbox_gid
+    assert got.response["groups"] == []
+
+
+def test_a_sweep_never_touches_children_it_did_not_start(settings: Settings,
+                                                         tmp_path: Path) -> None:
+    # The local stack and the tests start children of their own next to the runner's.
+    sleeper = subprocess.Popen(["/bin/sleep", "600"])
+    failing = subprocess.Popen(["/bin/false"])
+    try:
+        got = Runner(settings).invoke({"case": "daemon", "marker": str(tmp_path / "m"),
+                                       "delay": 2})
+        assert got.error is None
+        assert sleeper.poll() is None  # not killed
+        assert failing.wait() == 1  # its exit status was not collected by the sweep
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_process_that_cannot_be_killed_in_time_fails_closed(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = Runner(settings)
+    # No process this test can start resists SIGKILL; a sweep with no time at all has the
+    # same effect: the daemon is still alive when the sweep must be done.
+    monkeypatch.setattr(containment_environment, "SWEEP_SECONDS", 0.0)
+    got = runner.invoke({"case": "daemon", "marker": str(tmp_path / "m"), "delay": 600})
+    assert isinstance(got.error, SandboxError)
+    assert got.error_type == "Sandbox.Failure"
+    assert got.error.is_retryable
+    assert "could not be killed" in got.error.message
+    refused = runner.invoke({"case": "ok"})
+    assert refused.error_type == "Sandbox.Failure"
+    assert "earlier attempt left processes behind" in refused.error.message  # type: ignore[union-attr]
+    assert _sandbox_processes(settings) != []
+    monkeypatch.undo()
+    # A new execution environment (cold start) kills what the old one left.
+    fresh = Runner(settings)
+    assert fresh.containment.problem is None
+    assert _sandbox_processes(settings) == []
+    assert fresh.invoke({"case": "ok"}).error is None
+
+
+def test_a_work_root_the_sandbox_uid_cannot_reach_refuses_every_attempt(tmp_path: Path) -> None:
+    hidden = tmp_path / "private" / "work"  # pytest's tmp_path is 0700
+    hidden.mkdir(parents=True)
+    runner = Runner(Settings(work_root=hidden))
+    assert runner.containment.controls.work_root_reachable is False
+    got = runner.invoke({"case": "ok"})
+    assert got.error_type == "Sandbox.Failure"
+    assert "work_root_reachable" in got.error.message  # type: ignore[union-attr]
+    assert runner.containment.log_fields()["containment"]["missing"] == ["work_root_reachable"]
+
+
+def test_cold_start_records_what_works_here(settings: Settings) -> None:
+    line = Runner(settings).containment.log_fields()["containment"]
+    assert line["isolation"] == "separate-uid"
+    assert line["missing"] == []
+    assert line["refusal"] is None
+    assert line["dumpable_off"] is True
+    assert line["subreaper"] is True
+    assert line["setrlimit"] is True
+    assert line["separate_uid"] is True
+
+
+def test_an_attempt_that_fails_inside_the_runner_still_leaves_nothing(settings: Settings,
+                                                                     tmp_path: Path) -> None:
+    runner = Runner(settings)
+
+    def broken_sink(line: str) -> None:
+        raise RuntimeError("a bug in the runner while the child runs")
+
+    with pytest.raises(RuntimeError, match="a bug in the runner"):
+        runner.invoke({"case": "daemon", "marker": str(tmp_path / "m"), "delay": 600},
+                      on_line=broken_sink)
+    assert _sandbox_processes(settings) == []
+    assert list((settings.work_root / "attempts").iterdir()) == []
+    assert runner.invoke({"case": "ok"}).error is None

@@ -1,0 +1,667 @@
+"""The Runtime API emulation over real HTTP on loopback, with a real HTTP client as the runtime.
+
+Each test drives a `RuntimeApiServer` and its `InvocationState` directly (no child process) and
+checks the status, headers and JSON body of every reply, and what the state recorded.
+References are to `shared/reference/runtime-api-checklist.md` (item numbers).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from runner.runtime_api import (
+    InvalidResponseMode,
+    Invocation,
+    InvocationState,
+    LateAnswer,
+    Oversized,
+    Phase,
+    PostedError,
+    Response,
+    RuntimeApiServer,
+)
+from runner.runtime_api.server import API, INIT_ERROR_PATH, NEXT_PATH
+from runner.settings import RESPONSE_CEILING, Settings
+
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:udf"
+#: Sent verbatim: odd spacing and non-ASCII must survive untouched.
+EVENT = '{ "k" :  "vé",\n "n": [1, 2.50] }'.encode()
+TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+CLIENT_CONTEXT = '{"custom":{"a":"b"},"client":{},"env":{}}'
+COGNITO = '{"cognitoIdentityId":"id-1","cognitoIdentityPoolId":"pool-1"}'
+SMALL_LIMIT = 100
+CLIENT_TIMEOUT = 10.0  # a safety net so a broken server fails the test instead of hanging it
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP reply as the runtime saw it."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.headers["Content-Type"] == "application/json"
+        assert self.body.endswith(b"\n")  # Go's json.Encoder, which Lambda uses (item 4)
+        return json.loads(self.body)
+
+    def error(self) -> tuple[int, str]:
+        """Status and errorType of a JSON error reply (checking its shape on the way)."""
+        payload = self.json()
+        assert set(payload) == {"errorMessage", "errorType"}
+        assert isinstance(payload["errorMessage"], str)
+        assert payload["errorMessage"]
+        return self.status, payload["errorType"]
+
+
+class Api:
+    """A Runtime API server for one invocation, and helpers to talk to it."""
+
+    def __init__(self, *, limit: int = SMALL_LIMIT, deadline_s: float = 60.0,
+                 **optional: str) -> None:
+        self.invocation = Invocation(
+            request_id=str(uuid.uuid4()), event=EVENT,
+            deadline_ms=int(time.time() * 1000) + 60_000, function_arn=ARN, **optional)
+        self.changes = 0
+        self._changed_cond = threading.Condition()
+        self.state = InvocationState(self.invocation, deadline=time.monotonic() + deadline_s,
+                                     on_change=self._changed)
+        self.server = RuntimeApiServer(self.state, response_limit=limit)
+        self.server.start()
+        host, port = self.server.address.split(":")
+        self.host, self.port = host, int(port)
+
+    def _changed(self) -> None:
+        with self._changed_cond:
+            self.changes += 1
+            self._changed_cond.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool]) -> bool:
+        """Wait for the server to tell the driver something that makes `predicate` true (it
+        does so after writing its reply, so a client may see the reply first)."""
+        with self._changed_cond:
+            return self._changed_cond.wait_for(predicate, CLIENT_TIMEOUT)
+
+    @property
+    def rid(self) -> str:
+        return self.invocation.request_id
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=CLIENT_TIMEOUT)
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             headers: Mapping[str, str] | None = None,
+             conn: http.client.HTTPConnection | None = None) -> Reply:
+        own = conn is None
+        conn = conn or self.connect()
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            reply = conn.getresponse()
+            return Reply(reply.status, reply.headers, reply.read())
+        finally:
+            if own:
+                conn.close()
+
+    def next(self, conn: http.client.HTTPConnection | None = None) -> Reply:
+        return self.call("GET", NEXT_PATH, conn=conn)
+
+    def answer(self, kind: str, body: bytes, headers: Mapping[str, str] | None = None,
+               rid: str | None = None, conn: http.client.HTTPConnection | None = None) -> Reply:
+        path = f"{API}/runtime/invocation/{rid or self.rid}/{kind}"
+        return self.call("POST", path, body, headers, conn)
+
+    def raw(self, data: bytes, *, half_close: bool = False) -> Reply:
+        """Send `data` as it is on a new connection and read one reply."""
+        with socket.create_connection((self.host, self.port), timeout=CLIENT_TIMEOUT) as sock:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+            reply = http.client.HTTPResponse(sock)
+            try:
+                reply.begin()
+                return Reply(reply.status, reply.headers, reply.read())
+            finally:
+                reply.close()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture
+def make_api() -> Iterator[Callable[..., Api]]:
+    apis: list[Api] = []
+
+    def make(**kwargs: Any) -> Api:
+        api = Api(**kwargs)
+        apis.append(api)
+        return api
+
+    yield make
+    for api in apis:
+        api.stop()
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    return make_api()
+
+
+def _chunked(*chunks: bytes, trailers: Mapping[str, str] | None = None) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n"
+    body += b"".join(f"{k}: {v}\r\n".encode() for k, v in (trailers or {}).items())
+    return body + b"\r\n"
+
+
+def _streaming_request(api: Api, body: bytes, extra: str = "") -> bytes:
+    """A streamed response as the Node client writes it (item 21)."""
+    return (f"POST {API}/runtime/invocation/{api.rid}/response HTTP/1.1\r\n"
+            f"Host: {api.host}\r\nLambda-Runtime-Function-Response-Mode: streaming\r\n"
+            "Transfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n"
+            "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n"
+            f"{extra}\r\n").encode() + body
+
+
+# --- next -------------------------------------------------------------------------------------
+
+def test_next_delivers_the_event_with_every_header(make_api: Callable[..., Api]) -> None:
+    api = make_api(trace_id=TRACE_ID, client_context=CLIENT_CONTEXT, cognito_identity=COGNITO)
+
+    reply = api.next()
+
+    assert reply.status == 200
+    assert reply.body == EVENT
+    assert reply.headers["Content-Type"] == "application/json"
+    assert reply.headers["Lambda-Runtime-Aws-Request-Id"] == api.rid
+    assert uuid.UUID(api.rid).version == 4
+    assert reply.headers["Lambda-Runtime-Deadline-Ms"] == str(api.invocation.deadline_ms)
+    assert reply.headers["Lambda-Runtime-Invoked-Function-Arn"] == ARN
+    assert reply.headers["Lambda-Runtime-Trace-Id"] == TRACE_ID
+    assert reply.headers["Lambda-Runtime-Client-Context"] == CLIENT_CONTEXT
+    assert reply.headers["Lambda-Runtime-Cognito-Identity"] == COGNITO
+    assert api.state.phase is Phase.INVOKED
+
+
+def test_next_omits_the_optional_headers_when_not_given(api: Api) -> None:
+    reply = api.next()
+
+    assert reply.status == 200
+    assert int(reply.headers["Lambda-Runtime-Deadline-Ms"]) == api.invocation.deadline_ms
+    for name in ("Lambda-Runtime-Trace-Id", "Lambda-Runtime-Client-Context",
+                 "Lambda-Runtime-Cognito-Identity"):
+        assert name not in reply.headers
+
+
+def test_a_second_next_while_invoked_is_refused(api: Api) -> None:
+    api.next()
+
+    assert api.next().error() == (403, "InvalidStateTransition")
+    assert api.state.phase is Phase.INVOKED
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+def test_response_is_accepted(api: Api) -> None:
+    api.next()
+
+    reply = api.answer("response", b'{"ok":true}', {"Content-Type": "application/json"})
+
+    assert reply.status == 202
+    assert reply.json() == {"status": "OK"}
+    assert api.state.answer == Response(b'{"ok":true}', "application/json")
+    assert api.state.phase is Phase.ANSWERED
+
+
+def test_invocation_error_is_accepted_and_parsed(make_api: Callable[..., Api]) -> None:
+    api = make_api(limit=4096)
+    api.next()
+    body = {"errorMessage": "boom", "errorType": "ValueError", "requestId": api.rid,
+            "stackTrace": ['  File "/var/task/h.py", line 3, in h\n    raise ValueError\n']}
+
+    reply = api.answer("error", json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    assert reply.status == 202
+    assert reply.json() == {"status": "OK"}
+    assert isinstance(api.state.answer, PostedError)
+    assert api.state.answer.phase == "invocation"
+    assert api.state.answer.error.error_type == "ValueError"
+    assert api.state.answer.error.error_message == "boom"
+    assert api.state.answer.error.stack_trace == body["stackTrace"]
+
+
+def test_init_error_is_accepted_before_next(api: Api) -> None:
+    body = b'{"errorMessage":"bad import","errorType":"Runtime.ImportModuleError"}'
+
+    reply = api.call("POST", INIT_ERROR_PATH, body,
+                     {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"})
+
+    assert reply.status == 202
+    assert reply.json() == {"status": "OK"}
+    assert isinstance(api.state.answer, PostedError)
+    assert api.state.answer.phase == "init"
+    assert api.state.answer.error.error_type == "Runtime.ImportModuleError"
+    # The runtime should exit now; a `next` is not allowed any more.
+    assert api.next().error() == (403, "InvalidStateTransition")
+
+
+def test_init_error_after_next_is_refused(api: Api) -> None:
+    api.next()
+
+    reply = api.call("POST", INIT_ERROR_PATH, b'{"errorMessage":"late","errorType":"E"}')
+
+    assert reply.error() == (403, "InvalidStateTransition")
+    assert api.state.answer is None
+    assert api.state.phase is Phase.INVOKED
+
+
+@pytest.mark.parametrize("kind", ["response", "error"])
+def test_a_wrong_request_id_is_refused(api: Api, kind: str) -> None:
+    api.next()
+
+    reply = api.answer(kind, b"{}", rid=str(uuid.uuid4()))
+
+    assert reply.error() == (400, "InvalidRequestID")
+    assert reply.json()["errorMessage"] == "Invalid request ID"
+    assert api.state.answer is None
+    assert api.answer(kind, b"{}").status == 202  # the right id still works
+
+
+def test_an_answer_before_next_is_refused(api: Api) -> None:
+    assert api.answer("response", b"{}").error() == (400, "InvalidRequestID")
+    assert api.state.phase is Phase.INIT
+
+
+@pytest.mark.parametrize(("first", "second"), [("response", "response"),
+                                               ("response", "error"),
+                                               ("error", "response")])
+def test_a_double_answer_is_refused(api: Api, first: str, second: str) -> None:
+    api.next()
+    assert api.answer(first, b'"first"').status == 202
+    recorded = api.state.answer
+
+    reply = api.answer(second, b'"second"')
+
+    assert reply.error() == (403, "InvalidStateTransition")
+    assert api.state.answer == recorded
+
+
+def test_an_answer_after_the_deadline_counts_as_a_timeout(make_api: Callable[..., Api]) -> None:
+    api = make_api(deadline_s=-1.0)  # the deadline has already passed
+    api.next()
+
+    reply = api.answer("response", b'{"late":true}')
+
+    assert reply.status == 410
+    assert reply.error() == (410, "InvokeTimeout")
+    assert api.state.answer == LateAnswer()
+    assert api.state.phase is Phase.CLOSED
+
+
+def test_nothing_counts_once_the_runner_has_closed_the_invocation(api: Api) -> None:
+    api.next()
+    api.state.close()
+
+    assert api.answer("response", b"{}").error() == (403, "InvalidStateTransition")
+    assert api.state.answer is None
+
+
+# --- size limit -------------------------------------------------------------------------------
+
+def test_a_response_exactly_at_the_limit_is_accepted(api: Api) -> None:
+    api.next()
+    body = b"x" * SMALL_LIMIT
+
+    assert api.answer("response", body).status == 202
+    assert api.state.answer == Response(body, "application/octet-stream")
+
+
+def test_a_response_one_byte_over_the_limit_is_refused(api: Api) -> None:
+    api.next()
+
+    reply = api.answer("response", b"x" * (SMALL_LIMIT + 1))
+
+    assert reply.error() == (413, "RequestEntityTooLarge")
+    assert reply.json()["errorMessage"] == (
+        f"Exceeded maximum allowed payload size ({SMALL_LIMIT} bytes).")
+    assert api.state.answer == Oversized(SMALL_LIMIT + 1, SMALL_LIMIT)
+    # The invocation is over: a follow-up error is refused, as in production (item 6).
+    assert api.answer("error", b"{}").error() == (403, "InvalidStateTransition")
+
+
+def test_the_default_limit_is_exact(make_api: Callable[..., Api], settings: Settings) -> None:
+    assert settings.max_response_bytes == RESPONSE_CEILING
+    at_limit = make_api(limit=settings.max_response_bytes)
+    over_limit = make_api(limit=settings.max_response_bytes)
+    at_limit.next()
+    over_limit.next()
+    body = b"a" * settings.max_response_bytes
+
+    assert at_limit.answer("response", body).status == 202
+    assert over_limit.answer("response", body + b"a").error() == (413, "RequestEntityTooLarge")
+    assert isinstance(at_limit.state.answer, Response)
+    assert at_limit.state.answer.body == body
+    assert over_limit.state.answer == Oversized(len(body) + 1, len(body))
+
+
+def test_an_error_body_over_the_limit_is_refused_and_not_recorded(api: Api) -> None:
+    api.next()
+
+    assert api.answer("error", b"x" * (SMALL_LIMIT + 1)).error() == (413,
+                                                                      "RequestEntityTooLarge")
+    assert api.state.answer is None
+    assert api.answer("error", b'{"errorType":"E","errorMessage":"m"}').status == 202
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+def test_a_streamed_response_is_assembled(api: Api) -> None:
+    api.next()
+
+    reply = api.raw(_streaming_request(api, _chunked(b"hello, ", b"streamed ", b"world")))
+
+    assert reply.status == 202
+    assert reply.json() == {"status": "OK"}
+    assert api.state.answer == Response(b"hello, streamed world", "application/octet-stream")
+
+
+def test_a_streamed_response_exactly_at_the_limit_is_accepted(api: Api) -> None:
+    api.next()
+    chunks = [b"x" * 40, b"y" * 40, b"z" * 20]
+
+    assert api.raw(_streaming_request(api, _chunked(*chunks))).status == 202
+    assert api.state.answer == Response(b"".join(chunks), "application/octet-stream")
+
+
+def test_a_streamed_response_over_the_limit_is_refused(api: Api) -> None:
+    api.next()
+
+    reply = api.raw(_streaming_request(api, _chunked(b"x" * 60, b"y" * 41)))
+
+    assert reply.error() == (413, "RequestEntityTooLarge")
+    assert api.state.answer == Oversized(SMALL_LIMIT + 1, SMALL_LIMIT)
+
+
+def test_a_stream_over_the_limit_is_the_answer_before_it_ends(api: Api) -> None:
+    api.next()
+    with socket.create_connection((api.host, api.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(_streaming_request(api, _chunked(b"x" * (SMALL_LIMIT + 1))[:-5]))
+
+        # The stream is still open, but the driver is already told how it ends.
+        assert api.wait_until(lambda: api.state.answer is not None)
+        assert api.state.answer == Oversized(SMALL_LIMIT + 1, SMALL_LIMIT)
+
+        sock.sendall(b"0\r\n\r\n")
+        reply = http.client.HTTPResponse(sock)
+        try:
+            reply.begin()
+            assert Reply(reply.status, reply.headers, reply.read()).error() == (
+                413, "RequestEntityTooLarge")
+        finally:
+            reply.close()
+
+
+def test_a_body_declared_over_the_limit_reports_its_declared_size(api: Api) -> None:
+    api.next()
+    body = b"x" * (5 * SMALL_LIMIT)
+
+    assert api.answer("response", body).error() == (413, "RequestEntityTooLarge")
+    assert api.state.answer == Oversized(len(body), SMALL_LIMIT)
+
+
+def test_a_stream_that_fails_midway_reports_its_error_in_trailers(api: Api) -> None:
+    api.next()
+    error = {"errorType": "TypeError", "errorMessage": "stream broke",
+             "trace": ["TypeError: stream broke", "    at handler (index.mjs:3:9)"]}
+    trailers = {"Lambda-Runtime-Function-Error-Type": "TypeError",
+                "Lambda-Runtime-Function-Error-Body":
+                    base64.b64encode(json.dumps(error).encode()).decode()}
+
+    reply = api.raw(_streaming_request(api, _chunked(b"partial", trailers=trailers)))
+
+    assert reply.status == 202
+    assert isinstance(api.state.answer, PostedError)
+    assert api.state.answer.phase == "invocation"
+    assert api.state.answer.error.error_type == "TypeError"
+    assert api.state.answer.error.error_message == "stream broke"
+    assert api.state.answer.error.stack_trace == error["trace"]
+
+
+def test_a_streamed_response_through_http_client(api: Api) -> None:
+    api.next()
+    conn = api.connect()
+    content_type = "application/vnd.awslambda.http-integration-response"
+    try:
+        conn.request("POST", f"{API}/runtime/invocation/{api.rid}/response",
+                     body=iter([b"part one, ", b"part two"]), encode_chunked=True,
+                     headers={"Lambda-Runtime-Function-Response-Mode": "streaming",
+                              "Content-Type": content_type})
+        assert conn.getresponse().status == 202
+    finally:
+        conn.close()
+    assert api.state.answer == Response(b"part one, part two", content_type)
+
+
+@pytest.mark.parametrize("mode", ["buffered", "Streaming", ""])
+def test_an_invalid_response_mode_is_recorded(api: Api, mode: str) -> None:
+    api.next()
+
+    reply = api.answer("response", b"{}", {"Lambda-Runtime-Function-Response-Mode": mode})
+
+    assert reply.error() == (400, "InvalidFunctionResponseMode")
+    assert api.state.answer == InvalidResponseMode(mode)
+    assert api.answer("response", b"{}").error() == (403, "InvalidStateTransition")
+
+
+# --- routing, malformed requests --------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/", "/2018-06-01/runtime/invocation/next/",
+                                  "/2018-06-01/runtime/invocation/x/answer",
+                                  "/2020-01-01/extension/register", "/2018-06-01/ping"])
+def test_an_unknown_path_is_404(api: Api, path: str) -> None:
+    assert api.call("GET", path).error() == (404, "NotFound")
+    assert api.call("POST", path, b"{}").error() == (404, "NotFound")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", NEXT_PATH), ("PUT", NEXT_PATH), ("DELETE", NEXT_PATH), ("PATCH", NEXT_PATH),
+    ("GET", INIT_ERROR_PATH), ("GET", f"{API}/runtime/invocation/some-id/response"),
+    ("PUT", f"{API}/runtime/invocation/some-id/error"), ("GET", "/2020-08-15/logs"),
+])
+def test_a_wrong_method_is_405(api: Api, method: str, path: str) -> None:
+    assert api.call(method, path, b"{}" if method != "GET" else None).error() == (
+        405, "MethodNotAllowed")
+    assert api.state.phase is Phase.INIT
+
+
+def test_head_gets_a_405_without_a_body(api: Api) -> None:
+    reply = api.call("HEAD", NEXT_PATH)
+
+    assert reply.status == 405
+    assert reply.body == b""
+    assert api.state.phase is Phase.INIT
+
+
+def test_the_logs_api_gets_lambdas_stub(api: Api) -> None:
+    reply = api.call("PUT", "/2020-08-15/logs", b'{"destination":{}}')
+
+    assert reply.status == 202
+    assert reply.json() == {"errorMessage": "Logs API is not supported",
+                            "errorType": "Logs.NotSupported"}
+
+
+def test_a_malformed_request_gets_a_json_error(api: Api) -> None:
+    reply = api.raw(f"GET {NEXT_PATH} HTTP/1.1\r\nX-Long: {'a' * 70_000}\r\n\r\n".encode())
+
+    assert reply.error() == (431, "RequestHeaderFieldsTooLarge")
+    assert api.state.phase is Phase.INIT
+
+
+def test_an_unsupported_method_gets_a_json_error(api: Api) -> None:
+    reply = api.raw(f"OPTIONS {NEXT_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+
+    assert reply.error() == (501, "NotImplemented")
+
+
+def test_a_truncated_body_is_refused(api: Api) -> None:
+    api.next()
+    head = (f"POST {API}/runtime/invocation/{api.rid}/response HTTP/1.1\r\nHost: x\r\n"
+            "Content-Length: 50\r\n\r\n").encode()
+
+    reply = api.raw(head + b"only twenty bytes...", half_close=True)
+
+    assert reply.error() == (400, "TruncatedHTTPRequest")
+    assert reply.headers["Connection"] == "close"
+    assert api.state.answer is None
+    assert api.answer("response", b'"whole"').status == 202  # still owed, still possible
+
+
+@pytest.mark.parametrize("body", [
+    b"5\r\nhel",  # cut inside a chunk
+    b"5\r\nhello\r\n",  # no last chunk
+    b"zz\r\nhello\r\n0\r\n\r\n",  # not a chunk size
+    b"-5\r\nhello\r\n0\r\n\r\n",  # a negative chunk size
+    b"5\r\nhelloXX0\r\n\r\n",  # no CRLF after the chunk
+])
+def test_a_truncated_stream_is_refused(api: Api, body: bytes) -> None:
+    api.next()
+
+    reply = api.raw(_streaming_request(api, body), half_close=True)
+
+    assert reply.error() == (400, "TruncatedHTTPRequest")
+    assert api.state.answer is None
+
+
+def test_an_invalid_content_length_is_refused(api: Api) -> None:
+    api.next()
+    head = (f"POST {API}/runtime/invocation/{api.rid}/response HTTP/1.1\r\nHost: x\r\n"
+            "Content-Length: -1\r\n\r\n").encode()
+
+    assert api.raw(head).error() == (400, "InvalidContentLength")
+    assert api.state.answer is None
+
+
+# --- connections ------------------------------------------------------------------------------
+
+def test_one_connection_carries_several_requests(api: Api) -> None:
+    conn = api.connect()
+    try:
+        assert api.call("POST", "/nowhere", b"a body to drain", conn=conn).status == 404
+        sock = conn.sock
+        assert api.next(conn).status == 200
+        assert api.call("POST", NEXT_PATH, b"{}", conn=conn).status == 405
+        assert api.answer("response", b"{}", rid="wrong", conn=conn).status == 400
+        reply = api.answer("response", b'{"done":1}', conn=conn)
+        assert reply.status == 202
+        assert reply.headers.get("Connection") != "close"
+        assert conn.sock is sock  # http.client would have reconnected had the server closed
+    finally:
+        conn.close()
+    assert api.state.answer == Response(b'{"done":1}', "application/octet-stream")
+
+
+def test_accepted_sockets_have_tcp_nodelay(api: Api) -> None:
+    conn = api.connect()
+    try:
+        assert api.next(conn).status == 200
+        # The accepted (server-side) socket, which the server keeps while the connection lives.
+        with api.server._connections_lock:
+            accepted = list(api.server._connections)
+        assert len(accepted) == 1
+        assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        conn.close()
+
+
+def _held_next(api: Api) -> tuple[threading.Thread, list[BaseException | Reply]]:
+    """Start a `next` on its own connection in a thread; its outcome lands in the list."""
+    outcome: list[BaseException | Reply] = []
+
+    def call() -> None:
+        try:
+            outcome.append(api.next())
+        except (http.client.HTTPException, OSError) as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, outcome
+
+
+def _wait_until_held(api: Api) -> None:
+    """Wait until the server has parked one connection in a held `next` (its own record)."""
+    server = api.server
+    with server._connections_lock:
+        assert server._connections_lock.wait_for(lambda: len(server._held) == 1,
+                                                 CLIENT_TIMEOUT)
+
+
+def test_a_next_after_the_answer_is_held_until_the_server_stops(api: Api) -> None:
+    conn = api.connect()
+    assert api.next(conn).status == 200
+    assert api.answer("response", b"{}", conn=conn).status == 202
+    conn.close()
+
+    thread, outcome = _held_next(api)
+    _wait_until_held(api)
+    # What the driver waits on after the child exits: every connection closed or held.
+    api.server.settle(CLIENT_TIMEOUT)
+
+    assert thread.is_alive()
+    assert outcome == []
+    api.stop()
+    thread.join()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], http.client.RemoteDisconnected | ConnectionError)
+    assert api.state.answer == Response(b"{}", "application/octet-stream")
+
+
+def test_two_connections_are_served_at_once(api: Api) -> None:
+    # Like the Node client: `next` on one persistent connection, the streamed answer on another.
+    assert api.next().status == 200
+    assert api.raw(_streaming_request(api, _chunked(b"streamed"))).status == 202
+
+    thread, outcome = _held_next(api)
+    _wait_until_held(api)
+    # While one connection is parked in a held `next`, another is answered.
+    assert api.answer("error", b"{}").error() == (403, "InvalidStateTransition")
+    assert api.call("GET", "/unknown").status == 404
+    assert thread.is_alive()
+
+    api.stop()
+    thread.join()
+    assert len(outcome) == 1
+    assert not isinstance(outcome[0], Reply)
+
+
+def test_the_driver_is_told_after_each_request(api: Api) -> None:
+    api.next()
+    api.answer("response", b"{}")
+
+    assert api.wait_until(lambda: api.changes == 2)
+
+
+def test_stop_releases_everything_and_joins(api: Api) -> None:
+    assert api.next().status == 200
+    assert api.answer("response", b"{}").status == 202
+    thread, _ = _held_next(api)
+    _wait_until_held(api)
+    idle = api.connect()  # a keep-alive connection, idle after one request
+    assert api.call("GET", "/unknown", conn=idle).status == 404
+
+    api.stop()
+
+    thread.join()
+    assert not any(t.name.startswith("runtime-api") and t.is_alive()
+                   for t in threading.enumerate())
+    idle.close()

@@ -145,7 +145,10 @@ def _owned(dirs: Iterable[Path], uid: int) -> set[str]:
         except OSError:
             continue
         for entry in entries:
-            info = entry.stat(follow_symlinks=False)
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # another process's temporary file (a compiler's), gone since the scan
             if info.st_uid == uid:
                 found.add(entry.path)
             elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.local_run import local_runner
+from devstack.samples import EVENTS
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
 #: What each sample task shows: the error type it must end with (None: it must succeed).
 EXPECTED: dict[str, str | None] = {
     "provided-success.json": None,

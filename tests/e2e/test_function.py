@@ -13,7 +13,8 @@ import pytest
 
 from devstack import samples
 from devstack.bundles import zip_folder
-from devstack.demo import EVENTS, EXPECTED
+from devstack.demo import EXPECTED
+from devstack.samples import EVENTS
 from tests.e2e.conftest import FUNCTION, ROLE, Function
 from tests.support.tasks import PIPELINE_BOOTSTRAP
 

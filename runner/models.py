@@ -1,4 +1,4 @@
-"""The task payload the control plane sends and the result the runner returns (DESIGN.md).
+"""The task payload the control plane sends and the result the runner returns (docs/contract.md).
 
 Both are strict: unknown fields are rejected, so a typo in the control plane fails loudly instead
 of being ignored. `schemas/` holds their JSON Schema, exported by `runner.schema`.

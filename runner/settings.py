@@ -114,8 +114,8 @@ class Settings(BaseModel):
     # Task limits.
     max_timeout_ms: Annotated[int, Field(ge=1, le=900_000)] = 900_000
 
-    # Platform services (DESIGN.md): the credential minter and the Query Service. Empty means
-    # "not configured"; the local stack fills them in for development.
+    # Platform services (docs/contract.md#services): the credential minter and the Query
+    # Service. Empty means "not configured"; the local stack fills them in for development.
     minter_url: str = ""
     query_url: str = ""
     # Only for the local stack: the embedded S3 server. Never set in Lambda.

@@ -4,9 +4,10 @@ is safe.
 
 Python's `zipfile` is not used to read the directory because it rewrites what it reads: it cuts a
 name at a NUL, replaces it with the Info-ZIP Unicode path extra field, and silently accepts bytes
-before the archive, so what it reports is not what another extractor sees (peers-and-security.md
-2.4). Anything ambiguous here (two end records, a local header that disagrees with the directory,
-entries that overlap) makes the archive invalid instead of being guessed at.
+before the archive, so what it reports is not what another extractor sees
+(docs/security.md#bundle-zips). Anything ambiguous here (two end records, a local header that
+disagrees with the directory, entries that overlap) makes the archive invalid instead of being
+guessed at.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every entry is checked against the whole policy before the first byte is written, then each is
 streamed to disk with bounded memory. Anything unsafe fails the bundle, naming the entry; nothing
 is renamed or skipped, because a zip that needs sanitising has been tampered with (Python's
-`zipfile` silently rewrites such names; peers-and-security.md 2.4 and Part 3, items 2-5, 17).
+`zipfile` silently rewrites such names; docs/security.md#bundle-zips).
 
 - Names: empty, absolute, `..`, backslash, NUL, a component over 255 bytes or a path over 4095
   are rejected, and so is an Info-ZIP Unicode path field naming another file (some extractors

@@ -8,7 +8,7 @@
   orphans stay zombies wherever init does not reap (as in some sandboxes).
 
 Each call reports whether the setting took, read back through the matching PR_GET_*.
-Third-party reports say some prctl options fail in Lambda (peers-and-security.md 2.2); these
+Third-party reports say some prctl options fail in Lambda (docs/security.md#cold-start); these
 two are checked at every cold start and recorded instead of assumed.
 """
 

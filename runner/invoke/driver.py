@@ -197,7 +197,8 @@ def _buffered(fd: int) -> int:
 def judge(  # noqa: PLR0911 - one return per way an invocation ends reads as a table
         answer: Answer | None, *, exited: bool, returncode: int | None, request_id: str,
         timeout: float) -> tuple[Response | None, InvocationError | None]:
-    """Turn what happened into a response or the error the result reports (checklist item 17)."""
+    """Turn what happened into a response or the error the result reports
+    (docs/runtime-api.md#outcomes)."""
     prefix = f"RequestId: {request_id} Error: "
     match answer:
         case Response():

@@ -1,6 +1,6 @@
 """Client of the credential minter: short-lived S3 credentials for the task's prefixes.
 
-Contract (DESIGN.md, contracts/credential-minter.openapi.yaml):
+Contract (docs/contract.md#minter, contracts/credential-minter.openapi.yaml):
 `POST {minter}/v1/credentials` `{"access": "read"|"write", "prefixes": [...]}` with the task's
 capability token as bearer → `{"access_key_id", "secret_access_key", "session_token",
 "expiration"}`; 401 bad token, 403 prefix outside the token, 429/5xx retried.

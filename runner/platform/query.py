@@ -1,7 +1,7 @@
 """Client of the Query Service, and the task's input queries run before the invocation.
 
-Contract (DESIGN.md, contracts/query-service.openapi.yaml): `POST {query}/v1/query`
-`{"sql": "...", "max_rows": N}` with the task's capability token as bearer →
+Contract (docs/contract.md#query-service, contracts/query-service.openapi.yaml):
+`POST {query}/v1/query` `{"sql": "...", "max_rows": N}` with the task's capability token as bearer →
 `{"columns": [{"name", "type"}], "rows": [[...]], "truncated": bool}`; 400 SQL error,
 403 dataset outside the token, 5xx retried.
 

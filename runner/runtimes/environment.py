@@ -1,7 +1,7 @@
 """What every runtime's process sees: an environment built from nothing.
 
 Nothing is copied from the runner's own environment, so the runner's role credentials and
-settings cannot leak into the child (DESIGN.md, "What the bundle's process sees"). The variables
+settings cannot leak into the child (docs/contract.md#environment). The variables
 are those Lambda gives a custom runtime (`provided.al2023`), plus the task's scoped credentials,
 the `TRACE_*` variables and the task's own `env`.
 """
@@ -20,7 +20,7 @@ from runner.settings import Settings
 
 __all__ = ["PROVIDED_PATH", "TaskEnvironment", "function_arn", "lambda_env", "task_env"]
 
-#: Lambda's PATH for OS-only runtimes (checklist item 32).
+#: Lambda's PATH for OS-only runtimes (docs/runtime-api.md#environment).
 PROVIDED_PATH = "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 
 
@@ -48,7 +48,7 @@ def function_arn(settings: Settings) -> str:
 
 
 def lambda_env(settings: Settings, dirs: WorkDirs, runtime_dir: Path) -> dict[str, str]:
-    """The variables Lambda itself sets for every runtime (checklist items 31-32)."""
+    """The variables Lambda itself sets for every runtime (docs/runtime-api.md#environment)."""
     stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
     root = str(dirs.task_root)
     return {

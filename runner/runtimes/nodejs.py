@@ -37,7 +37,7 @@ EXECUTION_ENV = "AWS_Lambda_nodejs24.x"
 NODE_EXECUTABLE = Path("bin/node")
 CLIENT_DIR = Path("nodejs/node_modules/aws-lambda-ric")
 CLIENT_ENTRY = CLIENT_DIR / "index.mjs"
-#: The client's module lookup for a handler's file, in its order (checklist item 48).
+#: The client's module lookup for a handler's file, in its order (docs/runtime-api.md#node-handler).
 MODULE_EXTENSIONS = ("", ".js", ".mjs", ".cjs")
 
 
@@ -118,8 +118,8 @@ def check_handler(task_root: Path, handler: str) -> None:
 
 def module_location(handler: str) -> tuple[str, str] | None:
     """(module root, module name) for `dir/sub/file.a.b`, i.e. ("dir/sub", "file"), as the
-    client splits it (checklist item 47); None when the client would refuse or resolve it
-    outside the bundle."""
+    client splits it (docs/runtime-api.md#node-handler); None when the client would refuse or
+    resolve it outside the bundle."""
     if handler.startswith("/") or handler.endswith("/") or ".." in handler:
         return None
     module_root, _, basename = handler.rpartition("/")

@@ -1,10 +1,11 @@
 """The custom runtime (`provided`): the bundle's own `bootstrap` at its root, which linux/amd64
 must be able to execute.
 
-v1 runs linux/amd64 only (ADR 0003), so a native bootstrap must be a 64-bit little-endian x86-64
-ELF executable or shared object (PIE) for Linux (or the generic System V ABI); a script with a
-`#!` line is fine too. Anything else is rejected before it is started, saying what it is, so the
-author learns "this is an aarch64 binary" instead of reading an exec error.
+v1 runs linux/amd64 only (docs/adr/0003-udf-bundles.md), so a native bootstrap must be a
+64-bit little-endian x86-64 ELF executable or shared object (PIE) for Linux (or the generic
+System V ABI); a script with a `#!` line is fine too. Anything else is rejected before it is
+started, saying what it is, so the author learns "this is an aarch64 binary" instead of reading
+an exec error.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Canary secrets are planted in the runner's own environment; the child answers with the
 environment the kernel gave it (`/proc/<pid>/environ`), which must hold none of them and exactly
-the variables of DESIGN.md ("What the bundle's process sees"), with the right values.
+the variables of docs/contract.md#environment, with the right values.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ CREDENTIALS = ScopedCredentials(access_key_id="ASIASCOPEDEXAMPLE",
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.test-capability-token"
 USER_ENV = {"USER_SETTING": "value", "ANOTHER_ONE": "2"}
 
-#: DESIGN.md, "What the bundle's process sees" (the Lambda variables as
-#: `runner.runtimes.environment` sets them for a custom runtime), without the task's own `env`.
+#: docs/contract.md#environment (the Lambda variables as `runner.runtimes.environment` sets
+#: them for a custom runtime), without the task's own `env`.
 DOCUMENTED = {
     "_HANDLER", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_RUNTIME_API",
     "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",

@@ -1,5 +1,6 @@
-"""Every error type of DESIGN.md, produced through the whole pipeline against the local stack.
-Each failing task leaves the pipeline healthy: the next task in it succeeds."""
+"""Every error type of docs/contract.md#error-types, produced through the whole pipeline
+against the local stack. Each failing task leaves the pipeline healthy: the next task in it
+succeeds."""
 
 from __future__ import annotations
 

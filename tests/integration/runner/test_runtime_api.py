@@ -2,7 +2,7 @@
 
 Each test drives a `RuntimeApiServer` and its `InvocationState` directly (no child process) and
 checks the status, headers and JSON body of every reply, and what the state recorded.
-References are to `shared/reference/runtime-api-checklist.md` (item numbers).
+Sections cited are those of docs/runtime-api.md.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class Reply:
 
     def json(self) -> Any:
         assert self.headers["Content-Type"] == "application/json"
-        assert self.body.endswith(b"\n")  # Go's json.Encoder, which Lambda uses (item 4)
+        # Go's json.Encoder, which Lambda uses (docs/runtime-api.md#replies)
+        assert self.body.endswith(b"\n")
         return json.loads(self.body)
 
     def error(self) -> tuple[int, str]:
@@ -165,7 +166,7 @@ def _chunked(*chunks: bytes, trailers: Mapping[str, str] | None = None) -> bytes
 
 
 def _streaming_request(api: Api, body: bytes, extra: str = "") -> bytes:
-    """A streamed response as the Node client writes it (item 21)."""
+    """A streamed response as the Node client writes it (docs/runtime-api.md#streaming)."""
     return (f"POST {API}/runtime/invocation/{api.rid}/response HTTP/1.1\r\n"
             f"Host: {api.host}\r\nLambda-Runtime-Function-Response-Mode: streaming\r\n"
             "Transfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n"
@@ -335,7 +336,8 @@ def test_a_response_one_byte_over_the_limit_is_refused(api: Api) -> None:
     assert reply.json()["errorMessage"] == (
         f"Exceeded maximum allowed payload size ({SMALL_LIMIT} bytes).")
     assert api.state.answer == Oversized(SMALL_LIMIT + 1, SMALL_LIMIT)
-    # The invocation is over: a follow-up error is refused, as in production (item 6).
+    # The invocation is over: a follow-up error is refused, as in production
+    # (docs/runtime-api.md#response).
     assert api.answer("error", b"{}").error() == (403, "InvalidStateTransition")
 
 

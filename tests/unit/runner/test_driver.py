@@ -1,5 +1,6 @@
 """The driver's pure parts: how each way an invocation ends becomes the error the result reports
-(`judge`), and what is left in the child's pipes once it is gone, read exactly (`drain`)."""
+(`judge`, docs/runtime-api.md#outcomes), and what is left in the child's pipes once it is gone,
+read exactly (`drain`)."""
 
 from __future__ import annotations
 

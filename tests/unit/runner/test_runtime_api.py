@@ -89,7 +89,7 @@ def test_a_non_json_body_becomes_the_message(header: str | None, phase: str,
 
 
 def test_an_error_cause_body_keeps_the_caller_payload() -> None:
-    # Content-Type application/vnd.aws.lambda.error.cause+json (checklist item 8).
+    # Content-Type application/vnd.aws.lambda.error.cause+json (docs/runtime-api.md#error-bodies).
     body = {**PYTHON_BODY, "errorCause": {"working_directory": "/var/task", "paths": [],
                                           "exceptions": [{"type": "ZeroDivisionError"}]}}
 

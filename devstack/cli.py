@@ -3,12 +3,14 @@
     udf-runner invoke PATH [--runtime provided|nodejs] [--handler H] [--event FILE|-] ...
     udf-runner run-task PAYLOAD.json|-
     udf-runner devstack [--base-port N]
+    udf-runner serve [--port N] [--max-environments N] [--max-task-timeout-seconds S]
     udf-runner token PAYLOAD.json|-
     udf-runner demo
 
-`invoke` and `run-task` use the local stack that `udf-runner devstack` prints the environment of,
-or start one in-process when none is configured. Exit status: 0 when the function succeeded,
-1 when the task failed, 2 on bad usage.
+`invoke`, `run-task` and `serve` use the local stack that `udf-runner devstack` prints the
+environment of, or start one in-process when none is configured. `serve` answers Lambda's Invoke
+API, so a caller's own boto3 code runs tasks locally (devstack/serve.py). Exit status: 0 when
+the function succeeded, 1 when the task failed, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     devstack.add_argument("--base-port", type=int, default=0, metavar="N",
                           help="listen on N (S3), N+1 (minter), N+2 (Query Service) and N+3 "
                                "(token issuer) instead of ports the OS picks")
+    serve = commands.add_parser(
+        "serve", help="answer Lambda's Invoke API on loopback, for a caller's own boto3 code")
+    serve.add_argument("--port", type=int, default=3001,
+                       help="port on 127.0.0.1 (default 3001, as sam local start-lambda)")
+    serve.add_argument("--max-environments", type=int, default=4, metavar="N",
+                       help="concurrent execution environments (more invocations get 429)")
+    serve.add_argument("--max-task-timeout-seconds", type=int, default=300, metavar="S",
+                       help="largest timeout_ms a task may ask for, as the template's "
+                            "MaxTaskTimeoutSeconds (the function's timeout is S + 60)")
+    serve.add_argument("--keep-token", action="store_true",
+                       help="use each payload's token instead of one from the local issuer")
     token = commands.add_parser(
         "token", help="print a payload with a fresh token from the running local stack")
     token.add_argument("payload", help="payload JSON file, or - for standard input")
@@ -91,6 +105,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_demo()
     if args.command == "invoke":
         return _invoke(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "token":
         return _token(args)
     return _run_task(args)
@@ -128,6 +144,23 @@ def _run_task(args: argparse.Namespace) -> int:
     return _report(result, as_json=args.json)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from devstack.serve import FunctionConfig, serve_forever  # noqa: PLC0415
+    from devstack.stack import stop_on_signals  # noqa: PLC0415 - moto, DuckDB: this only
+
+    if args.max_environments < 1:
+        raise UsageError("--max-environments must be at least 1")
+    if not 1 <= args.max_task_timeout_seconds <= 840:
+        raise UsageError("--max-task-timeout-seconds must be 1 to 840 (Lambda's 900 s less the "
+                         "runner's minute)")
+    config = FunctionConfig(max_task_timeout_s=args.max_task_timeout_seconds,
+                            max_environments=args.max_environments,
+                            reissue_token=not args.keep_token)
+    stop = threading.Event()
+    with stop_on_signals(stop), local_runner() as runner:
+        return serve_forever(runner, config, port=args.port, stop=stop)
+
+
 def _token(args: argparse.Namespace) -> int:
     """For tools that run the function elsewhere (`sam local invoke -e`): the payload with a
     token the running stack's issuer signed for it."""
@@ -143,12 +176,8 @@ def _token(args: argparse.Namespace) -> int:
 
 def _upload_sample(runner: LocalRunner, payload: Any) -> None:
     """The sample bundle a payload of events/ names (nothing for any other payload)."""
-    bundle = payload.get("bundle") if isinstance(payload, dict) else None
-    uri = bundle.get("uri") if isinstance(bundle, dict) else None
-    if not isinstance(uri, str):
-        return
     try:
-        runner.upload_samples({uri})
+        runner.upload_sample_of(payload)
     except FileNotFoundError as e:
         sys.stderr.write(f"udf-runner: samples not uploaded ({e})\n")
 

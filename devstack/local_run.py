@@ -58,12 +58,18 @@ class LocalContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def runner_environ(access: StackAccess) -> dict[str, str]:
+    """The handler's environment on the stack `access` reaches (defaults under what is set)."""
+    return {**_RUNNER_DEFAULTS, **access.runner_environ()}
+
+
 class LocalRunner:
     """Runs payloads against one local stack."""
 
     def __init__(self, access: StackAccess) -> None:
         self.access = access
-        for name, value in {**_RUNNER_DEFAULTS, **access.runner_environ()}.items():
+        self._uploaded: set[str] = set()
+        for name, value in runner_environ(access).items():
             os.environ.setdefault(name, value)
 
     def upload_samples(self, uris: Container[str] | None = None) -> dict[str, str]:
@@ -77,13 +83,26 @@ class LocalRunner:
         uri = f"s3://udf-bundles/local/{hashlib.sha256(bundle).hexdigest()}.zip"
         return uri, self.access.upload_bundle(bundle, uri)
 
+    def upload_sample_of(self, payload: Any) -> None:
+        """Put in the stack's S3 the sample bundle `payload` names, once (nothing for a payload
+        that names no sample); FileNotFoundError when the sample's tools are not installed."""
+        bundle = payload.get("bundle") if isinstance(payload, dict) else None
+        uri = bundle.get("uri") if isinstance(bundle, dict) else None
+        if isinstance(uri, str) and uri not in self._uploaded:
+            self.upload_samples({uri})
+            self._uploaded.add(uri)
+
+    def with_token(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """`payload` with a fresh token from the stack's issuer; a payload too broken to grant
+        anything keeps its own, and the handler says why."""
+        with contextlib.suppress(ValueError, TypeError, AttributeError, StackError):
+            return {**payload, "capability_token": self.access.issue_token(grant_for(payload))}
+        return dict(payload)
+
     def run(self, payload: Mapping[str, Any], *, reissue_token: bool = True) -> dict[str, Any]:
         """The handler's result for `payload`, with a fresh token from the stack's issuer."""
         if reissue_token:
-            # A payload too broken to grant anything keeps its token: the handler says why.
-            with contextlib.suppress(ValueError, StackError):
-                payload = {**payload,
-                           "capability_token": self.access.issue_token(grant_for(payload))}
+            payload = self.with_token(payload)
         timeout_ms = payload.get("timeout_ms")
         context = LocalContext(timeout_ms=(timeout_ms if isinstance(timeout_ms, int) else 0)
                                + FUNCTION_MARGIN_MS)

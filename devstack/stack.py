@@ -34,7 +34,7 @@ from devstack.s3_server import DEFAULT_STARTUP_TIMEOUT_SECONDS, EmbeddedS3
 from devstack.sql_sandbox import SqlSandbox
 from devstack.tokens import SigningKey, TokenIssuer, TokenVerifier
 
-__all__ = ["LocalStack", "run_foreground"]
+__all__ = ["LocalStack", "run_foreground", "stop_on_signals"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class LocalStack:
 def run_foreground(out: TextIO = sys.stdout, *, base_port: int = 0) -> int:
     """`udf-runner devstack`: run the stack, print its environment, stop on SIGINT or SIGTERM."""
     stop = threading.Event()
-    with _stop_on_signals(stop), LocalStack.start(base_port=base_port) as stack:
+    with stop_on_signals(stop), LocalStack.start(base_port=base_port) as stack:
         out.write(describe(stack.access))
         out.flush()
         stop.wait()
@@ -141,7 +141,8 @@ def _exports(env: dict[str, str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGINT or SIGTERM while inside the block."""
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 

@@ -49,9 +49,12 @@ SCHEMA_VERSION = 1
 #: Exact variable names a task's `env` may not set: the runtime's own contract with the bundle.
 RESERVED_ENV_NAMES = frozenset({
     "_HANDLER", "PATH", "HOME", "TMPDIR", "TZ", "LANG", "PWD", "SHELL",
-    "NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS",
+    "NODE_PATH", "NODE_EXTRA_CA_CERTS",
     "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "BASH_ENV", "ENV",
 })
+#: The Node options a task's `env` may set in `NODE_OPTIONS` (docs/contract.md#node-options):
+#: the runner sizes Node's heap and decides what it loads, so nothing else may change either.
+ALLOWED_NODE_OPTIONS = frozenset({"--enable-source-maps"})
 #: Prefixes a task's `env` may not use (compared case-insensitively).
 RESERVED_ENV_PREFIXES = (
     "AWS_", "LAMBDA_", "TRACE_", "LD_", "_X_AMZN_", "_AWS_", "_LAMBDA_", "UDF_RUNNER_",
@@ -131,14 +134,23 @@ class Outputs(BaseModel):
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
-    for name in env:
+    for name, value in env.items():
         upper = name.upper()
         if upper in RESERVED_ENV_NAMES or upper.startswith(RESERVED_ENV_PREFIXES):
             raise ValueError(f"{name} is reserved by the runtime and cannot be set by a task")
+        if upper == "NODE_OPTIONS":
+            _check_node_options(value)
     total = sum(len(k.encode()) + len(v.encode()) for k, v in env.items())
     if total > ENV_TOTAL_LIMIT:
         raise ValueError(f"env is {total} bytes; Lambda allows {ENV_TOTAL_LIMIT}")
     return env
+
+
+def _check_node_options(value: str) -> None:
+    refused = [option for option in value.split() if option not in ALLOWED_NODE_OPTIONS]
+    if refused:
+        raise ValueError(f"NODE_OPTIONS may hold only {', '.join(sorted(ALLOWED_NODE_OPTIONS))}"
+                         f", not {' '.join(refused)}")
 
 
 class TaskPayload(BaseModel):

@@ -42,6 +42,8 @@ def test_the_token_is_never_shown_in_the_model() -> None:
     ({"env": {"aws_region": "x"}}, "env"),
     ({"env": {"LD_PRELOAD": "/x.so"}}, "env"),
     ({"env": {"NODE_OPTIONS": "--inspect"}}, "env"),
+    ({"env": {"NODE_OPTIONS": "--enable-source-maps --require /tmp/x.js"}}, "env"),
+    ({"env": {"NODE_OPTIONS": "--max-old-space-size=100000"}}, "env"),
     ({"env": {"_HANDLER": "x"}}, "env"),
     ({"env": {"TRACE_TASK_ID": "x"}}, "env"),
     ({"env": {"PATH": "/tmp"}}, "env"),
@@ -77,6 +79,19 @@ def test_invalid_bundle_references_are_rejected(bundle: dict[str, Any], field: s
         TaskPayload.model_validate(payload(bundle=base))
 
     assert field in str(caught.value)
+
+
+def test_node_options_may_turn_source_maps_on() -> None:
+    parsed = TaskPayload.model_validate(payload(env={"NODE_OPTIONS": "--enable-source-maps"}))
+
+    assert parsed.env == {"NODE_OPTIONS": "--enable-source-maps"}
+
+
+def test_a_refused_node_option_is_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TaskPayload.model_validate(payload(env={"NODE_OPTIONS": "--enable-source-maps --inspect"}))
+
+    assert "NODE_OPTIONS may hold only --enable-source-maps, not --inspect" in str(caught.value)
 
 
 def test_a_nested_node_handler_is_accepted() -> None:

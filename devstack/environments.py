@@ -6,9 +6,9 @@ tenant isolation an environment only ever serves the tenant it was created for. 
 environment is a Python process (multiprocessing's spawn: a fresh interpreter) that imports the
 deployed handler once (its cold start) and then runs invocations one by one.
 
-Each environment also gets a work root and, when the runner is root, a sandbox uid of its own:
-the sweep after an attempt removes every process and scratch file of its uid, and must not
-reach the attempt running next to it, which in Lambda would be on another machine.
+Each environment also gets a work root and, when the runner is root, a sandbox uid and gid of
+its own: the sweep after an attempt removes every process and scratch file of its uid, and must
+not reach the attempt running next to it, which in Lambda would be on another machine.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from devstack.local_run import LocalContext
 from runner.settings import Settings
@@ -33,6 +35,8 @@ __all__ = ["Environment", "Environments", "Invoked", "Throttled"]
 
 #: Seconds to wait for an environment's process to end after it is told to stop.
 _STOP_SECONDS = 5.0
+#: The end of the function's log returned for `LogType: Tail`, as Lambda returns it.
+LOG_TAIL_BYTES = 4096
 
 
 class Throttled(Exception):  # noqa: N818 - Lambda's word for it
@@ -42,15 +46,16 @@ class Throttled(Exception):  # noqa: N818 - Lambda's word for it
 @dataclass(frozen=True)
 class Invoked:
     """What one invocation returned: the handler's result, or Lambda's error body when the
-    function itself failed (`function_error` is then `Unhandled`)."""
+    function itself failed (`function_error` is then `Unhandled`); and the end of its log."""
 
     body: Any
     function_error: str | None = None
+    log_tail: str = ""
 
 
-def _unhandled(error_type: str, message: str, trace: list[str] | None = None) -> Invoked:
-    return Invoked({"errorType": error_type, "errorMessage": message,
-                    "stackTrace": trace or []}, "Unhandled")
+def _unhandled(error_type: str, message: str) -> Invoked:
+    return Invoked({"errorType": error_type, "errorMessage": message, "stackTrace": []},
+                   "Unhandled")
 
 
 @dataclass
@@ -62,20 +67,18 @@ class Environment:
     process: BaseProcess
     conn: Connection
     init_failed: bool = False  # its cold start failed: it answered once and is gone
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, payload: Any, timeout_ms: int) -> Invoked:
         """Run the handler on `payload` with `timeout_ms` as the function's timeout."""
         request_id = str(uuid.uuid4())
-        with self._lock:
-            try:
-                self.conn.send((payload, timeout_ms))
-                if self.conn.poll(timeout_ms / 1000):
-                    kind, body = self.conn.recv()
-                    self.init_failed = kind == "init-error"
-                    return Invoked(body) if kind == "result" else Invoked(body, "Unhandled")
-            except (EOFError, OSError):
-                return self._exited(request_id)
+        try:
+            self.conn.send((payload, timeout_ms))
+            if self.conn.poll(timeout_ms / 1000):
+                kind, body, tail = self.conn.recv()
+                self.init_failed = kind == "init-error"
+                return Invoked(body, None if kind == "result" else "Unhandled", tail)
+        except (EOFError, OSError):
+            return self._exited(request_id)
         self.stop(kill=True)  # Lambda ends an environment whose function timed out
         return _unhandled("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out "
                           f"after {timeout_ms / 1000:.2f} seconds")
@@ -112,7 +115,7 @@ class Environments:
         self._limit = limit
         self._work_base = work_base
         self._idle: list[Environment] = []
-        self._busy: set[int] = set()
+        self._busy: dict[int, Environment | None] = {}  # None: being started
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")
 
@@ -122,28 +125,34 @@ class Environments:
             for env in self._idle:
                 if env.tenant == tenant:
                     self._idle.remove(env)
-                    self._busy.add(env.slot)
+                    self._busy[env.slot] = env
                     return env
             evicted = self._idle.pop(0) if self._idle and self._full() else None
             if self._full() and evicted is None:
                 raise Throttled(f"all {self._limit} execution environments are busy")
-            slot = min(set(range(self._limit)) - self._busy - {e.slot for e in self._idle})
-            self._busy.add(slot)
+            slot = min(set(range(self._limit)) - set(self._busy) - {e.slot for e in self._idle})
+            self._busy[slot] = None
         if evicted is not None:
             evicted.stop()
-        return self._start(slot, tenant)
+        env = self._start(slot, tenant)
+        with self._lock:
+            self._busy[slot] = env
+        return env
 
     def release(self, env: Environment) -> None:
         """Give `env` back after an invocation (a dead one is dropped: its slot is free)."""
         with self._lock:
-            self._busy.discard(env.slot)
+            self._busy.pop(env.slot, None)
             if env.alive:
                 self._idle.append(env)
 
     def close(self) -> None:
-        """Stop every idle environment (busy ones end with their invocation's connection)."""
+        """Stop every environment; an invocation still running ends as Runtime.ExitError."""
         with self._lock:
+            running = [env for env in self._busy.values() if env is not None]
             idle, self._idle = self._idle, []
+        for env in running:
+            env.stop(kill=True)
         for env in idle:
             env.stop()
 
@@ -151,30 +160,63 @@ class Environments:
         return len(self._busy) + len(self._idle) >= self._limit
 
     def _start(self, slot: int, tenant: str | None) -> Environment:
-        work_root = self._work_base / f"env-{slot}"
-        base_uid = int(self._environ.get("UDF_RUNNER_SANDBOX_UID",
-                                         Settings.model_fields["sandbox_uid"].default))
-        environ = {**self._environ, "UDF_RUNNER_WORK_ROOT": str(work_root),
-                   "UDF_RUNNER_SANDBOX_UID": str(base_uid + slot),
-                   "UDF_RUNNER_SANDBOX_GID": str(base_uid + slot)}
         ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=serve_invocations, args=(theirs, environ),
+        process = self._context.Process(target=serve_invocations,
+                                        args=(theirs, self._environ_of(slot)),
                                         name=f"udf-runner-env-{slot}", daemon=True)
         process.start()
         theirs.close()
         return Environment(slot, tenant, process, ours)
+
+    def _environ_of(self, slot: int) -> dict[str, str]:
+        defaults = Settings.model_fields
+        uid = int(self._environ.get("UDF_RUNNER_SANDBOX_UID", defaults["sandbox_uid"].default))
+        gid = int(self._environ.get("UDF_RUNNER_SANDBOX_GID", defaults["sandbox_gid"].default))
+        return {**self._environ, "UDF_RUNNER_WORK_ROOT": str(self._work_base / f"env-{slot}"),
+                "UDF_RUNNER_SANDBOX_UID": str(uid + slot),
+                "UDF_RUNNER_SANDBOX_GID": str(gid + slot)}
+
+
+class _TailingStream:
+    """The function's stdout: passed on to the server's stderr, its end kept per invocation."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._tail: deque[str] = deque()
+        self._size = 0
+
+    def write(self, text: str) -> int:
+        self._out.write(text)
+        self._tail.append(text)
+        self._size += len(text)
+        while self._size - len(self._tail[0]) >= LOG_TAIL_BYTES:
+            self._size -= len(self._tail.popleft())
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def take_tail(self) -> str:
+        """The last LOG_TAIL_BYTES characters written since the previous call."""
+        tail = "".join(self._tail)[-LOG_TAIL_BYTES:]
+        self._tail.clear()
+        self._size = 0
+        return tail
 
 
 def serve_invocations(conn: Connection, environ: Mapping[str, str]) -> None:
     """An environment's process: cold start, then one invocation per request until the pipe
     closes. The function's log (its stdout, in Lambda) goes to the server's stderr."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
-    os.dup2(2, 1)
+    os.dup2(2, 1)  # nothing the function runs may write into the server's own stdout
+    stdout = _TailingStream(sys.stderr)
+    # Before the handler is imported: its logger takes the stream it writes to at import.
+    sys.stdout = stdout
     os.environ.update(environ)
     try:
         from runner.app import lambda_handler  # noqa: PLC0415 - after the environment is set
     except Exception as e:  # the init error is the answer, as in Lambda
-        _answer_init_error(conn, e)
+        _answer_init_error(conn, e, stdout)
         return
     while True:
         try:
@@ -182,19 +224,20 @@ def serve_invocations(conn: Connection, environ: Mapping[str, str]) -> None:
         except EOFError:
             return
         try:
-            conn.send(("result", lambda_handler(payload, LocalContext(timeout_ms=timeout_ms))))
+            reply = ("result", lambda_handler(payload, LocalContext(timeout_ms=timeout_ms)))
         except Exception as e:  # an unhandled error, reported as Lambda does
-            conn.send(("error", _error_body(e)))
+            reply = ("error", _error_body(e))
+        conn.send((*reply, stdout.take_tail()))
 
 
-def _answer_init_error(conn: Connection, error: Exception) -> None:
+def _answer_init_error(conn: Connection, error: Exception, stdout: _TailingStream) -> None:
     """Lambda answers the first invocation of an environment whose init failed with the
     error, and starts a new environment for the next."""
     try:
         conn.recv()
     except EOFError:
         return
-    conn.send(("init-error", _error_body(error)))
+    conn.send(("init-error", _error_body(error), stdout.take_tail()))
 
 
 def _error_body(error: Exception) -> dict[str, Any]:

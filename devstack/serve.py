@@ -15,6 +15,7 @@ API itself carry `x-amzn-ErrorType` and a `{"Type", "message"}` body, as botocor
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sys
@@ -43,6 +44,7 @@ __all__ = ["FunctionConfig", "InvokeApi", "serve_forever"]
 FUNCTION_NAMES = ("udf-runner", "RunnerFunction")
 #: Versions and aliases it has: `$LATEST`, and the alias the template publishes.
 QUALIFIERS = ("$LATEST", "live")
+_TENANT_ID = re.compile(r"[a-zA-Z0-9._:/=+\-@ ]{1,256}")
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 # A name, a partial ARN (account:function:name) or a full ARN, with an optional qualifier.
 _FUNCTION_REF = re.compile(
@@ -122,7 +124,7 @@ class InvokeApi:
                            f"udf-runner serve runs synchronous invocations only "
                            f"(RequestResponse or DryRun), not {invocation_type!r}")
         payload = _event(body)
-        tenant = headers.get("x-amz-tenant-id") or None
+        tenant = _tenant(headers.get("x-amz-tenant-id"))
         started = time.monotonic()
         invoked = self._run(payload, tenant)
         self._record(name, qualifier, tenant, invoked, time.monotonic() - started)
@@ -130,6 +132,8 @@ class InvokeApi:
         answer = {"X-Amz-Executed-Version": "$LATEST"}
         if invoked.function_error:
             answer["X-Amz-Function-Error"] = invoked.function_error
+        if headers.get("x-amz-log-type") == "Tail":
+            answer["X-Amz-Log-Result"] = base64.b64encode(invoked.log_tail.encode()).decode()
         return HTTPStatus.OK, json.dumps(invoked.body).encode(), answer
 
     def _function(self, method: str, path: str) -> tuple[str, str | None]:
@@ -184,6 +188,17 @@ class InvokeApi:
         self._log.write(f"udf-runner serve: {name}{':' + qualifier if qualifier else ''} "
                         f"tenant={tenant or '-'} {outcome}{detail} in {seconds * 1000:.0f} ms\n")
         self._log.flush()
+
+
+def _tenant(value: str | None) -> str | None:
+    """The tenant id, checked as Lambda checks it; None when the request names none."""
+    if value is None:
+        return None
+    if not _TENANT_ID.fullmatch(value):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "InvalidParameterValueException",
+                       "TenantId must be 1 to 256 characters of letters, digits and . _ : / = + "
+                       "- @ or space")
+    return value
 
 
 def _event(body: bytes) -> Any:

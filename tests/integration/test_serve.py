@@ -6,6 +6,7 @@ Real HTTP on loopback, real execution environments (spawned Python processes run
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -41,6 +42,15 @@ if [ "$_HANDLER" = writer ]; then echo "from $$" > "$FIFO"; got=sent; else read 
 printf '{"role": "%s", "got": "%s", "root": "%s"}' "$_HANDLER" "$got" "$LAMBDA_TASK_ROOT" \\
   | curl -sS -o /dev/null "$API/invocation/$id/response" --data-binary @-
 curl -sS -o /dev/null "$API/invocation/next" || true
+"""
+
+PRINTER = """#!/bin/bash
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+curl -sS -D "$TMPDIR/h" -o /dev/null "$API/invocation/next"
+id=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$TMPDIR/h" | tr -d '[:space:]' | cut -d: -f2)
+echo "printed by the bundle"
+curl -sS -o /dev/null "$API/invocation/$id/response" -d '"done"'
+curl -sS -o /dev/null "$API/invocation/next"
 """
 
 
@@ -110,6 +120,24 @@ def test_two_concurrent_invocations_run_in_environments_of_their_own(
     writer, reader = (r["response"] for r in results)
     assert reader["got"].startswith("from ")
     assert Path(writer["root"]).parents[2] != Path(reader["root"]).parents[2]  # env-N work roots
+
+
+def test_the_log_tail_comes_back_when_asked_for(client: LambdaClient,
+                                              local_stack: LocalStack) -> None:
+    uri = "s3://udf-bundles/tests/serve-printer.zip"
+    bundle = uri, local_stack.access.upload_bundle(
+        zip_files({"bootstrap": (PRINTER.encode(), 0o755)}), uri)
+    response, result = invoke(client, task(bundle, task_id="serve-tail"), LogType="Tail")
+    assert result["status"] == "succeeded"
+    tail = base64.b64decode(response["LogResult"]).decode()
+    # The line as the runner forwards it to the function's log, with its task and stream.
+    assert "[udf serve-tail/1 stdout] printed by the bundle" in tail
+
+
+def test_an_invalid_tenant_id_is_lambdas_400(client: LambdaClient) -> None:
+    with pytest.raises(ClientError) as raised:
+        invoke(client, {}, TenantId="no\ttabs")
+    assert raised.value.response["Error"]["Code"] == "InvalidParameterValueException"
 
 
 def test_an_invalid_payload_is_a_failed_result_not_a_function_error(

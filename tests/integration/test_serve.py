@@ -11,7 +11,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,14 @@ from tests.tasks import pipeline_bundle
 LambdaClient = Any
 
 # Two invocations that can only finish together: the writer's open of the FIFO blocks until the
-# reader opens it, and the other way round. Run one after the other, both would time out.
+# reader opens it, and the other way round. Run one after the other, both would time out. With
+# READY, the reader first says (through that FIFO) that it is running.
 RENDEZVOUS = """#!/bin/bash
 set -euo pipefail
 API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
 curl -sS -D "$TMPDIR/h" -o /dev/null "$API/invocation/next"
 id=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$TMPDIR/h" | tr -d '[:space:]' | cut -d: -f2)
+if [ -n "${READY:-}" ]; then echo running > "$READY"; fi
 if [ "$_HANDLER" = writer ]; then echo "from $$" > "$FIFO"; got=sent; else read -r got < "$FIFO"; fi
 printf '{"role": "%s", "got": "%s", "root": "%s"}' "$_HANDLER" "$got" "$LAMBDA_TASK_ROOT" \\
   | curl -sS -o /dev/null "$API/invocation/$id/response" --data-binary @-
@@ -61,11 +63,40 @@ def api(local_stack: LocalStack) -> Iterator[InvokeApi]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def client(api: InvokeApi) -> LambdaClient:
-    return boto3.client("lambda", endpoint_url=api.url, region_name="us-east-1",
+def lambda_client(url: str) -> LambdaClient:
+    return boto3.client("lambda", endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id="local", aws_secret_access_key="local",
                         config=Config(read_timeout=120, retries={"max_attempts": 0}))
+
+
+@pytest.fixture(scope="module")
+def client(api: InvokeApi) -> LambdaClient:
+    return lambda_client(api.url)
+
+
+@pytest.fixture(scope="module")
+def rendezvous_bundle(local_stack: LocalStack) -> tuple[str, str]:
+    uri = "s3://udf-bundles/tests/serve-rendezvous.zip"
+    return uri, local_stack.access.upload_bundle(
+        zip_files({"bootstrap": (RENDEZVOUS.encode(), 0o755)}), uri)
+
+
+@pytest.fixture
+def fifos() -> Iterator[Callable[[str], Path]]:
+    """Makes FIFOs the bundles' sandbox uids can open (when the tests run as root)."""
+    folder = Path(tempfile.mkdtemp(prefix="udf-serve-fifo-"))
+    folder.chmod(0o711)
+
+    def make(name: str) -> Path:
+        path = folder / name
+        os.mkfifo(path)
+        path.chmod(0o666)
+        return path
+
+    try:
+        yield make
+    finally:
+        remove_tree(folder)
 
 
 @pytest.fixture(scope="module")
@@ -100,22 +131,13 @@ def test_a_task_runs_and_its_result_comes_back(client: LambdaClient,
 
 
 def test_two_concurrent_invocations_run_in_environments_of_their_own(
-        client: LambdaClient, local_stack: LocalStack) -> None:
-    uri = "s3://udf-bundles/tests/serve-rendezvous.zip"
-    bundle = uri, local_stack.access.upload_bundle(
-        zip_files({"bootstrap": (RENDEZVOUS.encode(), 0o755)}), uri)
-    meeting = Path(tempfile.mkdtemp(prefix="udf-serve-fifo-"))
-    try:
-        meeting.chmod(0o711)  # the children run as sandbox uids when the tests run as root
-        fifo = meeting / "fifo"
-        os.mkfifo(fifo)
-        fifo.chmod(0o666)
-        payloads = [task(bundle, role, task_id=f"meet-{role}", env={"FIFO": str(fifo)})
-                    for role in ("writer", "reader")]
-        with ThreadPoolExecutor(2) as pool:
-            results = [result for _, result in pool.map(lambda p: invoke(client, p), payloads)]
-    finally:
-        remove_tree(meeting)
+        client: LambdaClient, rendezvous_bundle: tuple[str, str],
+        fifos: Callable[[str], Path]) -> None:
+    fifo = fifos("meet")
+    payloads = [task(rendezvous_bundle, role, task_id=f"meet-{role}", env={"FIFO": str(fifo)})
+                for role in ("writer", "reader")]
+    with ThreadPoolExecutor(2) as pool:
+        results = [result for _, result in pool.map(lambda p: invoke(client, p), payloads)]
     assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
     writer, reader = (r["response"] for r in results)
     assert reader["got"].startswith("from ")
@@ -138,6 +160,25 @@ def test_an_invalid_tenant_id_is_lambdas_400(client: LambdaClient) -> None:
     with pytest.raises(ClientError) as raised:
         invoke(client, {}, TenantId="no\ttabs")
     assert raised.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+def test_an_invocation_beyond_the_concurrency_limit_is_throttled(
+        local_stack: LocalStack, rendezvous_bundle: tuple[str, str],
+        fifos: Callable[[str], Path]) -> None:
+    fifo, ready = fifos("hold"), fifos("ready")
+    env = {"FIFO": str(fifo), "READY": str(ready)}
+    with invoke_api(LocalRunner(local_stack.access), FunctionConfig(max_environments=1),
+                    log=io.StringIO()) as served, ThreadPoolExecutor(1) as pool:
+        client = lambda_client(served.url)
+        # The reader holds the only environment until the test writes to the FIFO.
+        reading = pool.submit(invoke, client, task(rendezvous_bundle, "reader", env=env))
+        assert ready.read_text() == "running\n"
+        with pytest.raises(client.exceptions.TooManyRequestsException) as raised:
+            invoke(client, {})
+        fifo.write_text("from the test\n")
+        _, result = reading.result()
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert result["response"]["got"] == "from the test"
 
 
 def test_an_invalid_payload_is_a_failed_result_not_a_function_error(

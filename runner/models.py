@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "ALLOWED_NODE_OPTIONS",
     "ENV_TOTAL_LIMIT",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",

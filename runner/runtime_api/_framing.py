@@ -4,7 +4,8 @@ number of them kept.
 `http.server` parses request lines and headers only; the body's framing is read here. A body is
 read in pieces (`BodyReader`), so that an endpoint can act as soon as a body crosses its limit
 (an endless stream must end the invocation as too large at once, not at the deadline) and then
-drain the rest, keeping the connection's framing intact for the reply.
+drain the rest, keeping the connection's framing intact for the reply
+(docs/runtime-api.md#transport; the limits: docs/runtime-api.md#limits).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """What a runtime reports as its function's error, normalised whichever client sent it.
 
 The Python client sends `stackTrace` and no type header, the Node client `trace` and no header
-on invocation errors, Rust the header; bash bootstraps send whatever they like. A stream that
-fails midway names its error in trailers, the body base64-encoded (docs/runtime-api.md).
+on invocation errors, Rust the header; bash bootstraps send whatever they like
+(docs/runtime-api.md#error-bodies). A stream that fails midway names its error in trailers, the
+body base64-encoded (docs/runtime-api.md#streaming).
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ API = "/2018-06-01"
 NEXT_PATH = f"{API}/runtime/invocation/next"
 INIT_ERROR_PATH = f"{API}/runtime/init/error"
 _ANSWER_PATH = re.compile(rf"^{API}/runtime/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$")
-# Logs and Telemetry APIs are not offered; a client that subscribes gets Lambda's stub.
+# Logs and Telemetry APIs are not offered; a client that subscribes gets Lambda's stub
+# (docs/runtime-api.md#stubs).
 _NOT_SUPPORTED = {
     "/2020-08-15/logs": "Logs",
     "/2022-07-01/telemetry": "Telemetry",
@@ -96,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "udf-runner"
     sys_version = ""
-    # The native Node client and Rust write headers and body in separate segments.
+    # The native Node client and Rust write headers and body in separate segments
+    # (docs/runtime-api.md#transport).
     disable_nagle_algorithm = True
 
     _reader: BodyReader | None = None
@@ -246,7 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _rejection(refusal)
 
     def _stream_error(self, body: Body) -> PostedError | None:
-        """A stream that failed midway names its error in trailers."""
+        """A stream that failed midway names its error in trailers
+        (docs/runtime-api.md#streaming)."""
         error_type = body.trailers.get(ERROR_TYPE_HEADER.lower())
         if error_type is None:
             return None

@@ -4,7 +4,9 @@ The whole protocol is the table `_TRANSITIONS`. A phase's row lists the events i
 the phase each one leads to; an event missing from the row is refused (`NotAllowed`), so a new
 phase allows nothing until someone says otherwise, as the Runtime Interface Emulator's states
 refuse every transition they do not explicitly allow. The state decides and returns a refusal
-as a value; the server (`runner.runtime_api.server`) chooses the HTTP reply for it.
+as a value; the server (`runner.runtime_api.server`) chooses the HTTP reply for it. The rules
+themselves are docs/runtime-api.md#replies, the one invocation with its held `next`
+docs/runtime-api.md#held.
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ class InvocationState:
         return TooLate() if late else None
 
     def record_init_error(self, error: FunctionErrorBody) -> NotAllowed | None:
-        """Record `init/error`, which is only allowed before the first `next`."""
+        """Record `init/error`, which is only allowed before the first `next`
+        (docs/runtime-api.md#init-error)."""
         with self._lock:
             refusal = self._fire(Event.INIT_ERROR)
             if refusal is None:

@@ -1,8 +1,9 @@
-"""The repository explains itself: every document it cites is in it.
+"""The repository explains itself: every document and file it cites is in it.
 
-Code comments, docstrings and docs cite `docs/<page>.md#<anchor>`; Markdown links point at files
-of the repository. A citation of material outside the repository (the design notes it was built
-from), of a page that does not exist, or of an anchor a page does not have, fails here.
+Code comments, docstrings and docs cite `docs/<page>.md#<anchor>` and files such as
+`runner/bundle/extract.py`; Markdown links point at files of the repository. A citation of
+material outside the repository (the design notes it was built from), of a page or file that
+does not exist (moved, renamed), or of an anchor a page does not have, fails here.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ _OUTSIDE = re.compile("|".join([
 ]))
 #: `docs/page.md` or `docs/sub/page.md#anchor`, cited from anywhere: relative to the root.
 _DOC_CITATION = re.compile(r"(?<![\w./-])(docs/[\w./-]+\.md)(?:#([\w-]+))?")
+#: A file of the repository named by its path from the root, e.g. `runner/bundle/extract.py`.
+_FILE_CITATION = re.compile(
+    r"(?<![\w./-])((?:runner|devstack|tests|benchmarks|scripts|layers|contracts|schemas|events|"
+    r"samples)/[\w./-]+\.(?:py|md|json|yaml|yml|toml|sh|mjs|js))\b")
 #: A Markdown link target (relative to the file it is in).
 _MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
 _ANCHOR_ID = re.compile(r"""<a\s+(?:id|name)=["']([^"']+)["']""")
@@ -45,7 +50,8 @@ def _tracked_text_files() -> Iterator[Path]:
         folder = stack.pop()
         for entry in sorted(folder.iterdir()):
             if entry.is_dir():
-                if entry.name not in _SKIPPED_DIRS and not entry.is_symlink():
+                if entry.name not in _SKIPPED_DIRS and not entry.is_symlink() and \
+                        not entry.name.endswith(".egg-info"):
                     stack.append(entry)
             elif entry.suffix in _TEXT_SUFFIXES or entry.name in _TEXT_NAMES:
                 yield entry
@@ -84,6 +90,11 @@ def broken_citations(path: Path, text: str) -> list[str]:
                 for m in _OUTSIDE.finditer(text)]
     for match in _DOC_CITATION.finditer(text):
         problems += _check_target(ROOT / match[1], match[2], match.group())
+    # Scripts name paths of other trees (an npm package's scripts/); prose and comments do not.
+    citing = _FILE_CITATION.finditer(text) if path.suffix in (".py", ".md", ".txt") else ()
+    for match in citing:
+        if not _SKIPPED_DIRS.intersection(Path(match[1]).parts):  # generated, not tracked
+            problems += _check_target(ROOT / match[1], None, match[1])
     if path.suffix == ".md":
         for target in _MD_LINK.findall(text):
             problems += _check_link(path, target)
@@ -110,7 +121,7 @@ def _check_target(target: Path, anchor: str | None, cited: str) -> list[str]:
 def test_the_walk_finds_the_projects_files() -> None:
     names = {path.relative_to(ROOT).as_posix() for path in FILES}
     assert {"README.md", "docs/contract.md", "docs/runtime-api.md",
-            "runner/runtime_api.py"} <= names
+            "runner/runtime_api/server.py"} <= names
     assert not any("node_modules" in name for name in names)
 
 
@@ -124,6 +135,7 @@ def test_every_citation_is_in_the_repository(path: Path) -> None:
     ("(checklist" + " item 17)", "outside the repository"),
     ("docs/no-such-page.md", "does not exist"),
     ("docs/runtime-api.md#no-such-anchor", "has no anchor"),
+    ("the reader (runner/ziparchive.py)", "does not exist"),
     ("[x](../../elsewhere.md)", "outside the repository"),
     ("[x](contract.md#nope)", "has no anchor"),
 ])
@@ -135,5 +147,7 @@ def test_a_broken_citation_is_found(text: str, problem: str) -> None:
 
 def test_sound_citations_pass() -> None:
     text = ("docs/runtime-api.md#next, docs/contract.md#error-types, [c](contract.md#result), "
-            "[s](../schemas), [h](https://example.com/x.md), [t](#the-contract)")
+            "[s](../schemas), [h](https://example.com/x.md), [t](#the-contract), "
+            "runner/bundle/extract.py, `tests/unit/runner/test_extract.py`, "
+            "benchmarks/results/latest.json")
     assert broken_citations(PROBE, text) == []

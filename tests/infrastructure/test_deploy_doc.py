@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from samcli.cli.types import CfnParameterOverridesType
 
-from tests.unit.test_template_samconfig import PARAMETERS
+from tests.infrastructure.test_template_samconfig import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = (ROOT / "docs" / "deploy.md").read_text()
@@ -124,8 +124,8 @@ def test_no_page_suggests_writing_a_secret_to_a_file(page: Path) -> None:
     ("udf-runner token events/provided-success.json > /tmp/task.json", True),
     ("udf-runner devstack >> env.sh", True),
     ("echo $AWS_SECRET_ACCESS_KEY | tee keys.txt", True),
-    ("udf-runner token events/x.json >/tmp/task.json", True),
-    ("udf-runner token events/x.json | sam local invoke -e -", False),
+    ("udf-runner token events/timeout.json >/tmp/task.json", True),
+    ("udf-runner token events/timeout.json | sam local invoke -e -", False),
     ("aws lambda invoke --function-name f --payload '{}' /dev/stdout 2>&1", False),
     ("sam pipeline bootstrap --github-org <org> --oidc-provider-url https://token.x", False),
 ])

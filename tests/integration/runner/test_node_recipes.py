@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from devstack.bundles import zip_files
-from tests.tasks import Tasks, response_of
+from tests.support.tasks import Tasks, response_of
 
-NODE_FIXTURES = Path(__file__).parents[1] / "fixtures" / "node"
+NODE_FIXTURES = Path(__file__).parents[2] / "fixtures" / "node"
 ESBUILD = NODE_FIXTURES / "node_modules" / ".bin" / "esbuild"
 #: The README's flags, common to every recipe.
 COMMON = ["--bundle", "--platform=node", "--target=node24", "--log-level=error"]

@@ -24,6 +24,7 @@
     │   ├── ResponseTooLargeError        Function.ResponseSizeTooLarge
     │   └── TimedOutError                Sandbox.Timedout
     └── SandboxError                     Sandbox.Failure                   (retryable)
+        └── CleanupFailedError           Sandbox.CleanupFailed
 
 Each class names its wire type once, as a class constant; `runner.result` is the one place that
 turns an instance into the result's `error` object.
@@ -40,6 +41,7 @@ __all__ = [
     "BundleError",
     "BundleNotFoundError",
     "BundleTooLargeError",
+    "CleanupFailedError",
     "CredentialsUnavailableError",
     "ExitError",
     "FunctionError",
@@ -222,3 +224,11 @@ class SandboxError(RunnerError):
 
     error_type = "Sandbox.Failure"
     retryable = True
+
+
+class CleanupFailedError(SandboxError):
+    """What the bundle left could not all be removed; the environment then refuses every later
+    bundle. Not retryable: the bundle that left it would leave it again."""
+
+    error_type = "Sandbox.CleanupFailed"
+    retryable = False

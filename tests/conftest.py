@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import remove_tree
 from runner.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,10 +43,17 @@ def work_root() -> Iterator[Path]:
         remove_tree(base)
 
 
+def sandbox_ids() -> dict[str, str]:
+    """The sandbox uid and gid from this process's environment, if set: suites run at once on
+    one machine each take their own, or each would see (and sweep) the other's processes."""
+    return {name: os.environ[name] for name in ("UDF_RUNNER_SANDBOX_UID", "UDF_RUNNER_SANDBOX_GID")
+            if name in os.environ}
+
+
 @pytest.fixture
 def settings(work_root: Path) -> Settings:
     """Default settings, with the work root inside the test's own directory."""
-    return Settings.from_env({"UDF_RUNNER_WORK_ROOT": str(work_root)})
+    return Settings.from_env({"UDF_RUNNER_WORK_ROOT": str(work_root), **sandbox_ids()})
 
 
 @pytest.fixture(scope="session")

@@ -48,16 +48,25 @@ import resource
 import stat
 import subprocess
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from runner.containment import hardening, limits, procfs, reaper, scratch, sysvipc
+from runner.containment import (
+    hardening,
+    limits,
+    mqueue,
+    procfs,
+    reaper,
+    scratch,
+    seccomp,
+    sysvipc,
+)
 from runner.containment.limits import Confinement
 from runner.containment.procfs import ProcessInfo
 from runner.containment.workdir import WorkDirs, attempt_dir
-from runner.errors import SandboxError
+from runner.errors import CleanupFailedError, SandboxError
 from runner.settings import Settings
 
 __all__ = [
@@ -111,10 +120,22 @@ class Controls:
     work_root_reachable: bool  # every directory down to the work root is searchable by others
     sandbox_user: str | None  # the passwd name of the sandbox uid, if it has one (best none)
     seccomp: str  # the runner's own seccomp mode (2: a filter, as Lambda installs)
+    child_filter: bool  # no_new_privs and the child's seccomp filter install (`seccomp`)
+
+    @classmethod
+    def unprobed(cls, settings: Settings, isolation: Isolation) -> Controls:
+        """Controls of an environment whose probe itself failed: none is known to work."""
+        separate = isolation is Isolation.SEPARATE_UID
+        return cls(isolation=isolation, runner_uid=os.getuid(),
+                   child_uid=settings.sandbox_uid if separate else os.getuid(),
+                   child_gid=settings.sandbox_gid if separate else os.getgid(),
+                   dumpable_off=False, subreaper=False, setrlimit=False, proc_visible=False,
+                   pidfd=False, separate_uid=False, work_root_reachable=False,
+                   sandbox_user=None, seccomp="unknown", child_filter=False)
 
     def missing(self) -> list[str]:
         """The controls this isolation relies on that did not work."""
-        needed = ["setrlimit", "proc_visible", "pidfd"]
+        needed = ["setrlimit", "proc_visible", "pidfd", "child_filter"]
         if self.isolation is Isolation.SEPARATE_UID:
             needed += ["separate_uid", "work_root_reachable"]
         else:
@@ -145,6 +166,8 @@ def probe(settings: Settings, isolation: Isolation) -> Controls:
         separate_uid=separate and _can_run_as(child_uid, child_gid),
         work_root_reachable=_searchable_by_others(settings.work_root),
         sandbox_user=_user_name(settings.sandbox_uid), seccomp=_seccomp_mode(),
+        child_filter=seccomp.works(_TRUE, user=child_uid if separate else None,
+                                   group=child_gid if separate else None),
     )
 
 
@@ -172,18 +195,33 @@ class Containment:
         """Cold start: harden the runner, probe the environment, note the processes that exist,
         and clear what an earlier runner in this environment may have left. `keep` names the
         runner's own files in the scratch dirs (in Lambda, everything else of its uid there is
-        removed after each attempt). Never raises for a missing control: see `problem`."""
-        settings.work_root.mkdir(parents=True, exist_ok=True)
+        removed after each attempt). Never raises, whatever an earlier bundle left here: a
+        missing control or a failed cleanup becomes a refusal (`problem`), so the function
+        still answers every task, with a result."""
         isolation = choose_isolation(settings, euid=os.geteuid())
+        try:
+            return cls._start(settings, isolation, tuple(keep))
+        except Exception as e:  # whatever it was, no bundle may run here
+            controls = Controls.unprobed(settings, isolation)
+            containment = cls(settings, controls, keep=tuple(keep))
+            containment._refusal = f"containment: cold start failed: {e!r}"
+            return containment
+
+    @classmethod
+    def _start(cls, settings: Settings, isolation: Isolation,
+               keep: tuple[Path, ...]) -> Containment:
+        with suppress(OSError):  # what an earlier bundle left may be in the way until cleaned
+            settings.work_root.mkdir(parents=True, exist_ok=True)
         controls = probe(settings, isolation)
         baseline = [p.key for p in procfs.processes() if p.uid == controls.child_uid]
-        containment = cls(settings, controls, keep=tuple(keep), baseline=baseline,
+        containment = cls(settings, controls, keep=keep, baseline=baseline,
                           ipc_baseline=[o.key for o in sysvipc.objects()])
         if containment.problem is None:
             try:
                 containment._clean(_descendants())
             except SandboxError as e:
                 containment._refusal = str(e)
+        settings.work_root.mkdir(parents=True, exist_ok=True)
         return containment
 
     @property
@@ -217,6 +255,9 @@ class Containment:
                     yield attempt
                 finally:
                     attempt.sweep()
+        except CleanupFailedError as e:
+            self._refuse_after_cleanup(e)
+            raise
         finally:
             if self._refusal is None:  # with a survivor about, files could reappear anyway
                 self._clean_leftovers()
@@ -250,12 +291,21 @@ class Containment:
         uid = self.controls.child_uid
         keep = self._keep | {self.settings.work_root} if separate else self._keep
         try:
-            scratch.remove_owned(self.settings.scratch_dirs, uid, keep=keep)
+            scratch.remove_owned([*self.settings.scratch_dirs, *mqueue.mounts()], uid,
+                                 keep=keep)
             for obj in sysvipc.objects():
                 if uid in (obj.uid, obj.cuid) and (separate or obj.key not in self._ipc_baseline):
                     sysvipc.remove(obj)
         except OSError as e:
-            raise SandboxError(f"containment: could not remove what the bundle left: {e}") from e
+            failed = CleanupFailedError(f"containment: could not remove what the bundle left: "
+                                        f"{e}")
+            self._refuse_after_cleanup(failed)
+            raise failed from e
+
+    def _refuse_after_cleanup(self, failed: CleanupFailedError) -> None:
+        """What the bundle left is still here: no later bundle may run beside it."""
+        self._refusal = f"containment: an earlier attempt left what could not be removed " \
+                        f"({failed.message})"
 
 
 @dataclass(frozen=True)
@@ -293,13 +343,17 @@ class Attempt:
     tasks_in_use: int  # processes and threads of the child's uid when the attempt began
 
     def confinement(self, timeout_ms: int) -> Confinement:
-        """The child's uid/gid (separate-uid) and resource limits."""
+        """The child's uid/gid (separate-uid), resource limits, and whether it gets the filter
+        (and its uid's keyrings emptied: not a person's uid)."""
         controls = self.containment.controls
         rlimits = limits.child_rlimits(self.containment.settings, timeout_ms=timeout_ms,
                                        tasks_in_use=self.tasks_in_use)
+        confined = {"confined": controls.child_filter,
+                    "clear_keyrings": controls.isolation is not Isolation.LOCAL}
         if controls.isolation is not Isolation.SEPARATE_UID:
-            return Confinement(rlimits=rlimits)
-        return Confinement(user=controls.child_uid, group=controls.child_gid, rlimits=rlimits)
+            return Confinement(rlimits=rlimits, **confined)
+        return Confinement(user=controls.child_uid, group=controls.child_gid, rlimits=rlimits,
+                           **confined)
 
     def sweep(self) -> None:
         """Kill and reap every process the attempt left (`run_invocation(..., sweep=...)`)."""

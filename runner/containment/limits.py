@@ -33,12 +33,15 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Confinement:
-    """The uid/gid the child runs as (None: the runner's) and its resource limits."""
+    """The uid/gid the child runs as (None: the runner's), its resource limits, and whether it
+    gets the system-call filter (`runner.containment.seccomp`)."""
 
     user: int | None = None
     group: int | None = None
     rlimits: Mapping[int, int] = field(default_factory=dict)  # resource -> soft and hard value
     umask: int = 0o022
+    confined: bool = False  # fresh session keyring, no_new_privs, the seccomp filter
+    clear_keyrings: bool = False  # empty the uid's own keyrings first (not a person's uid)
 
 
 def cpu_seconds(timeout_ms: int) -> int:

@@ -4,6 +4,12 @@ Ownership is read from `/proc/<pid>/status` (the real uid, which is also what RL
 counts) rather than from the owner of `/proc/<pid>`: a process that makes itself non-dumpable has
 its /proc entries re-owned by root, which would hide it from a scan by directory owner.
 
+A process is alive while any of its threads is. Its main thread can end on its own (the
+`exit` system call rather than `exit_group`): /proc/<pid>/stat then shows the thread-group
+leader as a zombie while its other threads run on, and a pidfd of it stays unreadable and
+waitid finds nothing to reap until the last of them ends. So a zombie leader is looked through,
+into /proc/<pid>/task/*, and the process counts as running when any thread there does.
+
 A pid alone does not name a process for long (pids are reused); a pid with its start time does.
 Signals go through pidfds opened for a (pid, start time) that was checked after opening, so a
 process that replaced a dead one under the same pid is never hit.
@@ -42,6 +48,8 @@ PROC = Path("/proc")
 _READ_SIZE = 16 * 1024
 #: The kernel's flag for its own threads (include/linux/sched.h).
 _PF_KTHREAD = 0x00200000
+#: The states of a task that has exited.
+_DEAD = ("Z", "X")
 #: Longest ancestor chain followed; deeper than any real process tree.
 _MAX_DEPTH = 4096
 
@@ -54,7 +62,7 @@ class ProcessInfo:
     ppid: int
     pgrp: int
     session: int
-    state: str
+    state: str  # its main thread's, or a live thread's once the main thread has ended
     starttime: int  # clock ticks after boot
     uid: int  # real uid
     threads: int
@@ -62,7 +70,7 @@ class ProcessInfo:
     @property
     def is_zombie(self) -> bool:
         """Dead and waiting to be reaped: it runs nothing and holds nothing open."""
-        return self.state in ("Z", "X")
+        return self.state in _DEAD
 
     @property
     def key(self) -> tuple[int, int]:
@@ -81,11 +89,32 @@ def read_process(pid: int) -> ProcessInfo | None:
         status = b"" if int(fields[6]) & _PF_KTHREAD else _read(f"{PROC}/{pid}/status")
     except OSError:
         return None
+    state = fields[0].decode("ascii", "replace")
+    if state in _DEAD:
+        state = _live_thread_state(pid) or state
     # Field 22 (starttime) is the 20th after the command name.
-    return ProcessInfo(pid=pid, state=fields[0].decode("ascii", "replace"), ppid=int(fields[1]),
+    return ProcessInfo(pid=pid, state=state, ppid=int(fields[1]),
                        pgrp=int(fields[2]), session=int(fields[3]), starttime=int(fields[19]),
                        uid=_status_field(status, b"\nUid:") if status else 0,
                        threads=_status_field(status, b"\nThreads:") if status else 1)
+
+
+def _live_thread_state(pid: int) -> str | None:
+    """The state of a thread of `pid` that has not exited, if any (see the module docstring)."""
+    try:
+        with os.scandir(f"{PROC}/{pid}/task") as entries:
+            tids = [entry.name for entry in entries]
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            stat = _read(f"{PROC}/{pid}/task/{tid}/stat")
+        except OSError:
+            continue
+        state = stat[stat.rindex(b")") + 2:][:1].decode("ascii", "replace")
+        if state not in _DEAD:
+            return state
+    return None
 
 
 def _read(path: str) -> bytes:

@@ -15,50 +15,56 @@ import stat
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import names, remove_entry
 
 __all__ = ["remove_owned"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def remove_owned(dirs: Iterable[Path], uid: int, *, keep: Collection[Path] = ()) -> list[Path]:
     """Remove every entry owned by `uid` under `dirs`, except the paths in `keep` (and what is
-    in them); returns what was removed."""
+    in them); returns what was removed. A loop over the directories still to look into, not a
+    recursion: how deep they go is not the runner's choice."""
     removed: list[Path] = []
     # Paths as strings: every entry of /tmp is compared with `keep` after each attempt, and
     # pathlib's comparisons cost more than the scan. Both sides are normalised (str of a Path,
-    # and os.scandir's joins of one), so a prefix up to a "/" is what is_relative_to checks.
+    # and os.path.join of one), so a prefix up to a "/" is what is_relative_to checks.
     kept = frozenset(map(str, keep))
-    for directory in dirs:
-        if directory.is_dir() and not directory.is_symlink():
-            _clean(str(directory), uid, kept, removed)
+    to_visit = [str(d) for d in dirs if d.is_dir() and not d.is_symlink()]
+    while to_visit:
+        to_visit += _clean(to_visit.pop(), uid, kept, removed)
     return removed
 
 
-def _clean(directory: str, uid: int, keep: frozenset[str], removed: list[Path]) -> None:
+def _clean(directory: str, uid: int, keep: frozenset[str], removed: list[Path]) -> list[str]:
+    """Remove what `uid` owns directly in `directory`; returns the subdirectories to look
+    into (world-writable ones of other uids, and those on the way to a kept path)."""
     try:
-        entries = list(os.scandir(directory))
+        fd = os.open(directory, _DIR_FLAGS)
     except FileNotFoundError:
-        return
-    for entry in entries:
-        path = entry.path
-        if path in keep:
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        is_dir = stat.S_ISDIR(info.st_mode)
-        if is_dir and _holds_kept(path, keep):
-            _clean(path, uid, keep, removed)
-        elif info.st_uid == uid:
-            owned = Path(path)
-            if is_dir:
-                remove_tree(owned)
-            else:
-                owned.unlink(missing_ok=True)
-            removed.append(owned)
-        elif is_dir and info.st_mode & stat.S_IWOTH:
-            _clean(path, uid, keep, removed)
+        return []
+    look_into = []
+    try:
+        for name in names(fd):
+            path = f"{directory.rstrip("/")}/{name}"
+            if path in keep:
+                continue
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            is_dir = stat.S_ISDIR(info.st_mode)
+            if is_dir and _holds_kept(path, keep):
+                look_into.append(path)
+            elif info.st_uid == uid:
+                remove_entry(fd, name, shown=path)
+                removed.append(Path(path))
+            elif is_dir and info.st_mode & stat.S_IWOTH:
+                look_into.append(path)
+    finally:
+        os.close(fd)
+    return look_into
 
 
 def _holds_kept(directory: str, keep: frozenset[str]) -> bool:

@@ -2,22 +2,26 @@
 happened. Nothing the bundle wrote there can reach the next attempt.
 
 When the child runs as another uid (`owner`), `home/` and `tmp/` are its own (0700) and
-`task/` stays the runner's (0755: readable, not writable, by the child); every directory above
-them must be searchable by others for the child to get there (the attempt's own is 0711).
+`task/` stays the runner's, in the child's group (0750: readable, not writable, by the child,
+and by no other uid: another runner's bundle on the same machine cannot read this bundle's
+code, though its path shows in the child's command line); every directory above them must be
+searchable by others for the child to get there (the attempt's own is 0711). Without `owner`
+the child is the runner's uid, and `task/` is 0700.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WorkDirs", "attempt_dir", "attempts_root", "remove_tree"]
+from runner.containment.removal import remove_tree
+from runner.errors import CleanupFailedError
+
+__all__ = ["WorkDirs", "attempt_dir", "attempts_root"]
 
 
 @dataclass(frozen=True)
@@ -46,31 +50,20 @@ def attempt_dir(work_root: Path, label: str, *,
     try:
         root.chmod(0o711)
         dirs = WorkDirs(task_root=root / "task", home=root / "home", tmp=root / "tmp")
-        dirs.task_root.mkdir(mode=0o755)
-        dirs.task_root.chmod(0o755)  # whatever the umask
+        dirs.task_root.mkdir(mode=0o700)
+        if owner is not None:
+            os.chown(dirs.task_root, -1, owner[1])
+            dirs.task_root.chmod(0o750)  # whatever the umask
         for path in (dirs.home, dirs.tmp):
             path.mkdir(mode=0o700)
             if owner is not None:
                 os.chown(path, *owner)
         yield dirs
     finally:
-        remove_tree(root)
-
-
-def remove_tree(root: Path) -> None:
-    """Remove `root` even where the bundle took away its own write or search permissions."""
-
-    def make_writable_and_retry(_func: object, name: str, _exc: BaseException) -> None:
-        path = Path(name)
-        path.parent.chmod(stat.S_IRWXU)
-        if path.is_dir() and not path.is_symlink():
-            path.chmod(stat.S_IRWXU)
-            shutil.rmtree(path, onexc=make_writable_and_retry)
-        else:
-            path.unlink()
-
-    if root.exists():
-        shutil.rmtree(root, onexc=make_writable_and_retry)
+        try:
+            remove_tree(root)
+        except OSError as e:
+            raise CleanupFailedError(f"the attempt's work dir could not be removed: {e}") from e
 
 
 def _safe(label: str) -> str:

@@ -2,8 +2,10 @@
 
 The child gets stdin from /dev/null, its two output pipes and nothing else (`close_fds`), a
 working directory, an environment built by `runner.runtimes` and never copied from ours, and
-the uid and resource limits of its `Confinement`, applied between fork and exec (so no
-grandchild can be forked before they hold).
+its `Confinement`, applied between fork and exec (so nothing of the bundle runs before it
+holds): its uid and resource limits and, when confined, a fresh session keyring
+(`runner.containment.keyrings`), no_new_privs and the system-call filter
+(`runner.containment.seccomp`) that keeps it from signalling this process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.containment import procfs
+from runner.containment import keyrings, procfs, seccomp
 from runner.containment.limits import Confinement
 
 __all__ = ["KILL_WAIT_SECONDS", "Child", "ChildSpec"]
@@ -38,15 +40,23 @@ class ChildSpec:
     confinement: Confinement = field(default_factory=Confinement)
 
 
-def _rlimit_setter(limits: Mapping[int, int]) -> Callable[[], None] | None:
-    items = tuple(limits.items())
-    if not items:
+def _preexec(confined: Confinement) -> Callable[[], None] | None:
+    """What the child does between fork and exec. Everything is prepared here, in the parent:
+    the child makes only C calls (setrlimit, keyctl, prctl), no imports, no locks."""
+    limits = tuple(confined.rlimits.items())
+    # Built now, when the Runtime API's threads run: their ids are protected too.
+    installer = (seccomp.Installer(seccomp.program(seccomp.Target.this_process()))
+                 if confined.confined else None)
+    clear_keyrings = confined.clear_keyrings
+    if not limits and installer is None:
         return None
 
     def apply() -> None:
-        # Runs in the child between fork and exec: only a C call per limit, no imports or locks.
-        for res, value in items:
+        for res, value in limits:
             resource.setrlimit(res, (value, value))
+        if installer is not None:
+            keyrings.fresh_session(clear_uid=clear_keyrings)
+            installer.install()
 
     return apply
 
@@ -62,7 +72,7 @@ class Child:
             close_fds=True, start_new_session=True, umask=confined.umask,
             user=confined.user, group=confined.group,
             extra_groups=[] if confined.user is not None else None,
-            preexec_fn=_rlimit_setter(confined.rlimits),  # noqa: PLW1509 - see _rlimit_setter
+            preexec_fn=_preexec(confined),  # noqa: PLW1509 - see _preexec
         )
         self.pid = self._proc.pid
         self.pidfd = os.pidfd_open(self.pid)

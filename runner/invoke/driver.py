@@ -104,7 +104,8 @@ def run_invocation(spec: InvocationSpec, settings: Settings, *, sink: LineSink =
     capture = OutputCapture(label=spec.label, keep_bytes=settings.log_keep_bytes,
                             tail_bytes=settings.log_tail_bytes,
                             line_bytes=settings.log_line_bytes, sink=sink)
-    server = RuntimeApiServer(state, response_limit=settings.max_response_bytes)
+    server = RuntimeApiServer(state, response_limit=settings.max_response_bytes,
+                              peer_uid=_peer_uid(spec.child))
     server.start()
     child: Child | None = None
     try:
@@ -135,6 +136,15 @@ def run_invocation(spec: InvocationSpec, settings: Settings, *, sink: LineSink =
             child.close()
         os.close(wake_r)
         os.close(wake_w)
+
+
+def _peer_uid(child: ChildSpec) -> int | None:
+    """The uid whose connections the Runtime API serves: the confined child's
+    (runner.runtime_api.peers)."""
+    confined = child.confinement
+    if not confined.confined:
+        return None
+    return confined.user if confined.user is not None else os.getuid()
 
 
 def _wake(fd: int) -> None:

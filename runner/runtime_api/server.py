@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 import socket
 import socketserver
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO, cast
 from urllib.parse import unquote
 
+from runner.runtime_api import peers
 from runner.runtime_api._framing import Body, BodyReader, Truncated
 from runner.runtime_api.function_error import parse_function_error, stream_error
 from runner.runtime_api.state import (
@@ -40,6 +42,7 @@ from runner.runtime_api.state import (
 
 __all__ = [
     "API",
+    "CONNECTION_THREADS",
     "ERROR_BODY_TRAILER",
     "ERROR_TYPE_HEADER",
     "INIT_ERROR_PATH",
@@ -64,6 +67,8 @@ _NOT_SUPPORTED = {
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
+#: Threads serving connections at once (an official client uses one or two).
+CONNECTION_THREADS = 8
 
 
 class _Rejected(Exception):  # noqa: N818 - a protocol reply, not a failure of the runner
@@ -326,18 +331,30 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RuntimeApiServer(ThreadingHTTPServer):
-    """The Runtime API for one child, on 127.0.0.1 and an ephemeral port."""
+    """The Runtime API for one child, on 127.0.0.1 and an ephemeral port.
+
+    Every thread it uses is started by `start()`, before the child: the child's seccomp filter
+    names the runner's threads that exist when it starts (runner.containment.seccomp), so none
+    started later could be signalled by the bundle. Connections are served by
+    `CONNECTION_THREADS` of them; more at once wait their turn. With `peer_uid`, only
+    connections from a socket of that uid are served (`peers`): not another runner's bundle on
+    the same machine.
+    """
 
     daemon_threads = True
     block_on_close = True  # server_close() joins every request thread: none outlives the attempt
 
-    def __init__(self, state: InvocationState, *, response_limit: int) -> None:
+    def __init__(self, state: InvocationState, *, response_limit: int,
+                 peer_uid: int | None = None) -> None:
         self.state = state
         self.response_limit = response_limit
+        self._peer_uid = peer_uid
         self._connections: set[socket.socket] = set()
         self._held: set[socket.socket] = set()
         self._connections_lock = threading.Condition()
         self._acceptor: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def server_bind(self) -> None:
@@ -351,7 +368,11 @@ class RuntimeApiServer(ThreadingHTTPServer):
         return f"127.0.0.1:{self.server_port}"
 
     def start(self) -> None:
-        """Accept connections in a background thread, one thread per connection."""
+        """Start the threads: one accepting, `CONNECTION_THREADS` serving connections."""
+        self._workers = [threading.Thread(target=self._serve_queued, name=f"runtime-api-{n}",
+                                          daemon=True) for n in range(CONNECTION_THREADS)]
+        for worker in self._workers:
+            worker.start()
         self._acceptor = threading.Thread(target=self._accept, name="runtime-api", daemon=True)
         self._acceptor.start()
 
@@ -362,9 +383,30 @@ class RuntimeApiServer(ThreadingHTTPServer):
                 conn, peer = self.socket.accept()
             except OSError:
                 return  # stop() shut the listening socket down
+            if not self._admits(conn):
+                _shutdown_quietly(conn)
+                conn.close()
+                continue
             with self._connections_lock:
                 self._connections.add(conn)
             self.process_request(conn, peer)
+
+    def _admits(self, conn: socket.socket) -> bool:
+        """Whether `conn` comes from the attempt's own uid (always, without `peer_uid`)."""
+        if self._peer_uid is None:
+            return True
+        try:
+            return peers.peer_uid(conn) == self._peer_uid
+        except OSError:  # /proc/net unreadable: nothing to go by
+            return False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the connection to a serving thread (instead of starting one for it)."""
+        self._queue.put((request, client_address))
+
+    def _serve_queued(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self.process_request_thread(*item)
 
     def stop(self) -> None:
         """Stop accepting, cut every connection (held `next` calls included), join all threads."""
@@ -376,6 +418,10 @@ class RuntimeApiServer(ThreadingHTTPServer):
         with self._connections_lock:
             for conn in self._connections:
                 _shutdown_quietly(conn)
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join()
         self.server_close()
 
     def mark_held(self, conn: socket.socket) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from devstack.local_run import grant_for
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import remove_tree
 from tests.e2e.lambda_host import LambdaHost, serve
 
 if TYPE_CHECKING:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,14 @@ from tests.support.tasks import Tasks, settings_for
 def tasks(local_stack: LocalStack, work_root: Path) -> Tasks:
     """A pipeline (a fresh execution environment) on the local stack."""
     return Tasks(local_stack, settings_for(local_stack, work_root))
+
+
+@pytest.fixture
+def lambdas_descriptor_limit() -> Iterator[None]:
+    """The runner with Lambda's 1,024 descriptors, as it has there."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -63,8 +63,10 @@ class Invoked:
 class Runner:
     """A runner's containment and the attempts it runs, in this process."""
 
-    def __init__(self, settings: Settings, *, keep: Iterable[Path] = ()) -> None:
+    def __init__(self, settings: Settings, *, keep: Iterable[Path] = (),
+                 user_env: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.user_env = user_env or {}
         self.files = bundle_files()
         self.containment = Containment.start(settings, keep=keep)
 
@@ -82,7 +84,8 @@ class Runner:
         try:
             with self.containment.attempt(LABEL) as attempt:
                 write_tree(attempt.dirs.task_root, self.files)
-                task = runtimes.TaskEnvironment(task_id=TASK_ID, attempt=1, token="test-token")
+                task = runtimes.TaskEnvironment(task_id=TASK_ID, attempt=1, token="test-token",
+                                                user_env=self.user_env)
                 spec = runtimes.child_spec("provided", attempt.dirs, None, task, self.settings)
                 outcome = run_invocation(InvocationSpec(
                     child=replace(spec, confinement=attempt.confinement(timeout_ms)),
@@ -128,6 +131,23 @@ class Footprint:
         )
 
 
+def runs(pid: int) -> bool:
+    """Whether any thread of process `pid` is alive, read from /proc/<pid>/task itself (a
+    process whose main thread ended shows as a zombie in /proc/<pid>/stat while others run)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return False
+    for task in tasks:
+        try:
+            stat_line = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        if stat_line[stat_line.rindex(")") + 2] not in "ZX":
+            return True
+    return False
+
+
 def _fds() -> Iterable[str]:
     for path in Path("/proc/self/fd").iterdir():
         try:
@@ -166,7 +186,8 @@ def _set_dumpable(flag: bool) -> None:
 
 
 def _main() -> None:
-    """A runner process: `{"settings", "drop_to", "undo_hardening", "events", "timeout_ms"}`
+    """A runner process: `{"settings", "drop_to", "undo_hardening", "env", "events",
+    "timeout_ms"}`
     on stdin; one line of `{"response", "error_type", "lines"}` per event on stdout."""
     job = json.load(sys.stdin)
     settings = Settings.model_validate(job["settings"])
@@ -178,7 +199,8 @@ def _main() -> None:
         os.setresuid(uid, uid, uid)
         # A uid change leaves a process non-dumpable; an ordinary runtime process is not.
         _set_dumpable(True)
-    runner = Runner(settings, keep=[Path(p) for p in job.get("keep", [])])
+    runner = Runner(settings, keep=[Path(p) for p in job.get("keep", [])],
+                    user_env=job.get("env"))
     if job.get("undo_hardening"):  # the control case: what a child sees without the fix
         _set_dumpable(True)
     print(json.dumps({"controls": runner.containment.log_fields()}), flush=True)

@@ -73,6 +73,15 @@ def build_rust(dest: Path, target_dir: Path) -> Path:
     return dest
 
 
+def build_go(dest: Path) -> Path:
+    """The std-only Go fixture, statically linked (CGO off), as a bundle of its `bootstrap`."""
+    dest.mkdir(parents=True)
+    _run(["go", "build", "-trimpath", "-o", str(dest / "bootstrap"), "."],
+         cwd=FIXTURES / "go", env={**os.environ, "CGO_ENABLED": "0", "GOOS": "linux",
+                                   "GOARCH": "amd64", "GOFLAGS": "-mod=mod"})
+    return dest
+
+
 def bash_bundle(name: str) -> Path:
     """A bash fixture folder (`tutorial` or `lifecycle`), used as it is."""
     return FIXTURES / "bash" / name

@@ -19,6 +19,7 @@ from devstack.stack import LocalStack
 from runner.models import TaskResult
 from runner.pipeline import Pipeline
 from runner.settings import Settings
+from tests.conftest import sandbox_ids
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 #: The multi-behaviour bash bootstrap (its _HANDLER picks what it does).
@@ -98,5 +99,6 @@ def settings_for(stack: LocalStack, work_root: Path, **overrides: str) -> Settin
         **stack.access.runner_environ(),
         "UDF_RUNNER_WORK_ROOT": str(work_root),
         "UDF_RUNNER_NODE_LAYER": str(LOCAL_NODE_LAYER),
+        **sandbox_ids(),
         **{f"UDF_RUNNER_{name.upper()}": value for name, value in overrides.items()},
     })

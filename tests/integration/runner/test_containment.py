@@ -12,7 +12,8 @@ import pytest
 
 from runner.containment import environment as containment_environment
 from runner.containment import procfs
-from runner.errors import SandboxError
+from runner.containment.removal import remove_tree
+from runner.errors import CleanupFailedError, SandboxError
 from runner.settings import Settings
 from tests.support.containment_harness import Runner
 
@@ -34,7 +35,8 @@ def test_home_and_tmp_are_the_childs_and_the_bundle_is_only_readable(settings: S
             assert (info.st_uid, info.st_gid) == (settings.sandbox_uid, settings.sandbox_gid)
             assert stat.S_IMODE(info.st_mode) == 0o700
         task = dirs.task_root.stat()
-        assert (task.st_uid, stat.S_IMODE(task.st_mode)) == (0, 0o755)
+        assert (task.st_uid, task.st_gid, stat.S_IMODE(task.st_mode)) == (
+            0, settings.sandbox_gid, 0o750)
         assert stat.S_IMODE(dirs.task_root.parent.stat().st_mode) == 0o711
     assert not dirs.task_root.parent.exists()
 
@@ -121,3 +123,41 @@ def test_an_attempt_that_fails_inside_the_runner_still_leaves_nothing(settings: 
     assert _sandbox_processes(settings) == []
     assert list((settings.work_root / "attempts").iterdir()) == []
     assert runner.invoke({"case": "ok"}).error is None
+
+
+def test_a_cleanup_that_cannot_finish_fails_closed_with_its_own_error(settings: Settings) -> None:
+    runner = Runner(settings)
+    pinned: list[Path] = []
+
+    def pin(line: str) -> None:
+        # An immutable file (which no bundle can make) stands for whatever cannot be removed.
+        if " made " in line:
+            bottom = Path(line.rsplit(" made ", 1)[1]) / "level-00001" / "level-00002" / "bottom"
+            subprocess.run(["chattr", "+i", str(bottom)], check=True)
+            pinned.append(bottom)
+
+    try:
+        got = runner.invoke({"case": "deep_tree", "depth": 3, "dirs": ["$HOME"]}, on_line=pin)
+        assert pinned
+        assert isinstance(got.error, CleanupFailedError)
+        assert got.error_type == "Sandbox.CleanupFailed"
+        assert not got.error.is_retryable
+        refused = runner.invoke({"case": "ok"})
+        assert refused.error_type == "Sandbox.Failure"
+        assert "could not be removed" in refused.error.message  # type: ignore[union-attr]
+        assert _sandbox_processes(settings) == []
+    finally:
+        for path in pinned:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    remove_tree(settings.work_root / "attempts")
+    assert Runner(settings).invoke({"case": "ok"}).error is None
+
+
+def test_cold_start_never_raises_whatever_is_in_the_way(tmp_path: Path) -> None:
+    in_the_way = tmp_path / "work"
+    in_the_way.write_text("not a directory")
+    runner = Runner(Settings(work_root=in_the_way))
+    assert runner.containment.problem is not None
+    assert "cold start failed" in runner.containment.problem
+    got = runner.invoke({"case": "ok"})
+    assert got.error_type == "Sandbox.Failure"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -21,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from runner.containment import procfs, sysvipc
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import remove_tree
 from runner.errors import FunctionError, TimedOutError
 from runner.settings import Settings
-from tests.support.containment_harness import LABEL, Footprint, Runner
+from tests.support.containment_harness import LABEL, Footprint, Runner, runs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="the child gets a uid of its own only under a root runner")
@@ -116,6 +117,65 @@ def test_a_double_forked_setsid_daemon_never_writes_its_marker(settled: Settled,
         os.close(held["fd"])
     settled.check()
     assert not marker.exists()
+
+
+def test_a_process_whose_main_thread_ended_is_killed_with_its_threads(settled: Settled,
+                                                                      shared: Path) -> None:
+    # Its leader is a zombie in /proc/<pid>/stat; a thread of it runs on, looking for the
+    # next attempt's secrets.
+    marker = shared / "marker"
+    got = settled.runner.invoke({"case": "zombie_leader", "marker": str(marker), "delay": 3})
+    assert got.error is None
+    assert got.response["threads"] >= 1
+    assert not runs(got.response["daemon"])
+    settled.check()
+    assert not runs(got.response["daemon"])
+    assert not marker.exists()
+
+
+@pytest.mark.usefixtures("lambdas_descriptor_limit")
+def test_a_tree_of_1200_nested_directories_in_tmp_and_home_is_removed(
+        settings: Settings, shared: Path) -> None:
+    settled = _settle(settings, scratch_dirs=(*settings.scratch_dirs, shared))
+    got = settled.runner.invoke({"case": "deep_tree", "depth": 1200,
+                                 "dirs": [str(shared), "$HOME", "$TMPDIR"]})
+    assert got.error is None, got.error
+    assert len(got.response["made"]) == 3
+    assert list(shared.iterdir()) == []
+    settled.check()
+
+
+REFUSED = {"EPERM", "ENOSYS"}
+
+
+def test_keys_and_message_queues_never_reach_the_next_attempt(settled: Settled) -> None:
+    secret = uuid.uuid4().hex
+    kept = settled.runner.invoke({"case": "keep_secrets", "secret": secret})
+    found = settled.runner.invoke({"case": "find_secrets"})
+    assert kept.error is None
+    assert kept.response["user_key"] in REFUSED
+    assert kept.response["mq_open"] in REFUSED
+    assert found.response == {"found": {}}
+    assert secret not in str(found.response)
+    settled.check()
+
+
+def test_the_kernel_surface_a_function_never_needs_is_refused(settled: Settled) -> None:
+    got = settled.runner.invoke({"case": "kernel_surface"})
+    assert got.error is None
+    assert {call: answer for call, answer in got.response.items()
+            if answer not in REFUSED} == {}
+    settled.check()
+
+
+def test_a_setuid_root_program_gains_nothing(settled: Settled, shared: Path) -> None:
+    program = shared / "id-setuid-root"
+    shutil.copy2("/usr/bin/id", program)
+    program.chmod(0o4755)
+    got = settled.runner.invoke({"case": "setuid_program", "path": str(program)})
+    assert got.error is None
+    assert got.response["euid"] == str(settled.runner.settings.sandbox_uid)
+    settled.check()
 
 
 def test_a_bundle_that_ignores_sigterm_is_killed(settled: Settled) -> None:

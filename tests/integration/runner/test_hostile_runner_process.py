@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,9 @@ from typing import Any
 import pytest
 
 from runner.containment import procfs, reaper, sysvipc
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import remove_tree
+from runner.settings import Settings
+from tests.support.containment_harness import Runner
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="starting runners as root and as another uid needs root")
@@ -193,14 +194,86 @@ def test_a_bundle_cannot_signal_a_root_runner(place: Place, canary: str) -> None
     assert after["response"]["ok"]
 
 
-def test_residual_risk_a_same_uid_bundle_can_kill_its_runner(place: Place, canary: str) -> None:
-    # Any process may signal one of its own uid: in Lambda the function's timeout and the
-    # environment reset that follows are the backstop (docs/security.md, residual risks).
-    job = _same_uid_job(place, "lambda", [{"case": "signal_runner"}, {"case": "ok"}])
+def test_a_same_uid_bundle_can_signal_its_runner_in_no_way(place: Place, canary: str) -> None:
+    # kill(2) lets a process signal any other of its uid; the child's seccomp filter is what
+    # refuses it here (runner.containment.seccomp). Signal 0 checks the right without
+    # delivering anything; then a real SIGKILL, which would end the runner before it reports.
+    events = [{"case": "signal_runner_every_way"}, {"case": "signal_runner"}, {"case": "ok"}]
     try:
-        _, results = run_runner(job, canary, returncode=-signal.SIGKILL)
-        assert results == []  # it died before reporting the first invocation
+        _, (every_way, signalled, after) = run_runner(_same_uid_job(place, "lambda", events),
+                                                      canary)
     finally:
-        # The killed runner's child is nobody's now: take it as a fresh runner would.
+        # Had one got through, the killed runner's child would be nobody's: take it.
         reaper.sweep(lambda p, _: p.uid == RUNNER_UID, timeout=10)
+    refused = every_way["response"]
+    assert len(refused) >= 10
+    assert {how: outcome for how, outcome in refused.items()
+            if outcome not in ("EPERM", "ENOSYS")} == {}
+    assert signalled["response"] == {"killed": False, "error": "EPERM"}
+    assert after["response"]["ok"]
     assert _uid_processes(RUNNER_UID) == []
+
+
+def test_a_bundle_can_signal_a_root_runner_in_no_way(place: Place, canary: str) -> None:
+    job = {"settings": {"work_root": str(place.work_root), "scratch_dirs": [str(place.scratch)]},
+           "events": [{"case": "signal_runner_every_way"}, {"case": "ok"}]}
+    _, (every_way, after) = run_runner(job, canary)
+    assert set(every_way["response"].values()) <= {"EPERM", "ENOSYS"}
+    assert after["response"]["ok"]
+
+
+def test_a_same_uid_bundle_keeps_no_key_or_queue_and_meets_the_filter(place: Place,
+                                                                      canary: str) -> None:
+    secret = uuid.uuid4().hex
+    events = [{"case": "keep_secrets", "secret": secret}, {"case": "find_secrets"},
+              {"case": "kernel_surface"}, {"case": "ok"}]
+    _, (kept, found, surface, after) = run_runner(_same_uid_job(place, "lambda", events),
+                                                  canary)
+    assert kept["response"]["user_key"] in {"EPERM", "ENOSYS"}
+    assert found["response"] == {"found": {}}
+    assert set(surface["response"].values()) <= {"EPERM", "ENOSYS"}
+    assert after["response"]["ok"]
+
+
+def test_concurrent_runners_reach_neither_each_others_api_nor_code(place: Place,
+                                                                   canary: str) -> None:
+    # Runner A (a process of its own) holds its child before `next`: its event is there to
+    # take. Runner B (this process), with another sandbox uid, runs a bundle that calls `next`
+    # on A's Runtime API, would answer it with a forgery, and reads A's bundle code.
+    hold = place.scratch / "hold"
+    hold.mkdir()
+    for fifo in ("address", "go"):
+        os.mkfifo(hold / fifo)
+        (hold / fifo).chmod(0o666)
+    job = {"settings": {"work_root": str(place.work_root), "scratch_dirs": [str(place.scratch)],
+                        "sandbox_uid": 64251, "sandbox_gid": 64251},
+           "env": {"HOSTILE_HOLD_BEFORE_NEXT": str(hold)},
+           "events": [{"case": "ok", "echo": "A"}], "timeout_ms": 30_000}
+    job_file = place.work_root.parent / "job-a.json"
+    job_file.write_text(json.dumps(job))
+    with job_file.open() as stdin:
+        runner_a = subprocess.Popen(
+            [sys.executable, "-m", "tests.containment_harness"], cwd=REPO, text=True,
+            env={"PATH": "/usr/bin:/bin", "UDF_TEST_CANARY": canary},
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        address = (hold / "address").read_text()  # once A's child is held
+        runner_b = Runner(Settings(work_root=place.work_root, scratch_dirs=(place.scratch,),
+                                   sandbox_uid=64252, sandbox_gid=64252))
+        stolen = runner_b.invoke({"case": "steal_from_another_runner", "address": address})
+        go = os.open(hold / "go", os.O_WRONLY | os.O_NONBLOCK)  # A's child is waiting on it
+        os.close(go)
+        out, err = runner_a.communicate(timeout=60)
+    finally:
+        if runner_a.poll() is None:
+            runner_a.kill()
+            runner_a.wait()
+    assert runner_a.returncode == 0, err
+    _, result_a = (json.loads(line) for line in out.splitlines())
+    assert result_a["error_type"] is None
+    assert result_a["response"]["echo"] == "A"  # its own answer, not B's forgery
+    assert stolen.error is None
+    assert stolen.response["next"] != 200
+    assert "forged" not in stolen.response
+    assert stolen.response["code"]  # it saw A's bundle path in A's child's command line
+    assert set(stolen.response["code"].values()) == {"EACCES"}

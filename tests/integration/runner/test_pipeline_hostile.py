@@ -5,6 +5,7 @@ handler runs them: each leaves nothing behind, and the next task in the same pip
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from devstack.bundles import zip_files
 from runner.containment import procfs
-from tests.support.containment_harness import bundle_files
+from tests.support.containment_harness import bundle_files, runs
 from tests.support.tasks import Tasks, response_of
 
 HOSTILE = zip_files(bundle_files())
@@ -26,6 +27,15 @@ def _run(tasks: Tasks, event: dict[str, Any], **payload: Any) -> Any:
 def _alive(pid: int) -> bool:
     process = procfs.read_process(pid)
     return process is not None and not process.is_zombie
+
+
+@pytest.fixture
+def shared(work_root: Path) -> Path:
+    """A directory the child may write to that no runner cleans: where a survivor would show."""
+    path = work_root.parent / "shared"
+    path.mkdir()
+    path.chmod(0o1777)
+    return path
 
 
 @pytest.fixture
@@ -49,6 +59,42 @@ def test_a_setsid_double_forked_daemon_does_not_outlive_the_task(hostile: Tasks,
     # Killed and reaped before the result came back: it can never write its marker.
     assert not _alive(got["daemon"])
     assert not marker.exists()
+
+
+def test_a_daemon_whose_main_thread_ended_does_not_outlive_the_task(hostile: Tasks,
+                                                                    shared: Path) -> None:
+    # SYS_exit on its main thread: a zombie leader, and a thread that reads every environ it
+    # can for the next task's token (the fixture runs that next task).
+    marker = shared / "zombie-leader-marker"
+
+    got = response_of(_run(hostile, {"case": "zombie_leader", "marker": str(marker),
+                                     "delay": 5}))
+
+    assert not runs(got["daemon"])
+    assert not marker.exists()
+
+
+@pytest.mark.usefixtures("lambdas_descriptor_limit")
+def test_a_deep_directory_tree_neither_fails_the_task_nor_the_next_cold_start(
+        hostile: Tasks, shared: Path) -> None:
+    got = response_of(_run(hostile, {"case": "deep_tree", "depth": 1200, "tag": "pipeline",
+                                     "dirs": ["/tmp", "$HOME", "$TMPDIR"]}))
+
+    assert not Path(got["made"]["/tmp"]).exists()
+    # A new execution environment on the same machine starts clean and runs bundles.
+    fresh = Tasks(hostile.stack, hostile.settings)
+    assert fresh.pipeline._containment.problem is None
+    assert response_of(_run(fresh, {"case": "ok"}))
+
+
+def test_keys_and_message_queues_never_reach_the_next_task(hostile: Tasks) -> None:
+    secret = uuid.uuid4().hex
+
+    kept = response_of(_run(hostile, {"case": "keep_secrets", "secret": secret}))
+    found = response_of(_run(hostile, {"case": "find_secrets"}))
+
+    assert kept["user_key"] in {"EPERM", "ENOSYS"}
+    assert found == {"found": {}}
 
 
 def test_files_left_in_tmp_and_home_are_removed(hostile: Tasks) -> None:

@@ -1,6 +1,9 @@
 """Soak: 300 invocations in one runner process, successes, errors, timeouts and hostile bundles
-mixed, must leave the runner as they found it: no more descriptors, threads or child processes,
-and RSS within 10 MB of where it started (after a warm-up)."""
+mixed (among them each attack class of containment round 2: a thread group whose leader ended,
+a deep directory tree, keys and message queues left for the next attempt, the kernel surface
+the filter removes, signals aimed at the runner), must leave the runner as they found it: no
+more descriptors, threads or child processes, and RSS within 10 MB of where it started (after
+a warm-up)."""
 
 from __future__ import annotations
 
@@ -62,6 +65,14 @@ def _mix(shared: Path) -> list[tuple[dict[str, Any], int, type[Exception] | None
         ({"case": "ignore_term"}, 10_000, None),
         ({"case": "litter", "tag": uuid.uuid4().hex, "dirs": [str(shared)]}, 10_000, None),
         ({"case": "sigstop_group"}, 300, TimedOutError),
+        ({"case": "zombie_leader", "marker": str(shared / "zombie-marker"), "delay": 600},
+         10_000, None),
+        ({"case": "deep_tree", "depth": 300, "tag": uuid.uuid4().hex,
+          "dirs": [str(shared), "$HOME"]}, 10_000, None),
+        ({"case": "keep_secrets", "secret": uuid.uuid4().hex}, 10_000, None),
+        ({"case": "find_secrets"}, 10_000, None),
+        ({"case": "kernel_surface"}, 10_000, None),
+        ({"case": "signal_runner_every_way"}, 10_000, None),
     ]
 
 
@@ -80,6 +91,10 @@ def test_300_mixed_invocations_leave_no_growth(settings: Settings, work_root: Pa
             assert got.error is None, (event, got.error)
         else:
             assert isinstance(got.error, expected), (event, got.error)
+        if event["case"] == "find_secrets":
+            assert got.response == {"found": {}}
+        if event["case"] in ("kernel_surface", "signal_runner_every_way"):
+            assert set(got.response.values()) <= {"EPERM", "ENOSYS"}, got.response
 
     for n in range(WARM_UP):
         invoke(n)

@@ -25,7 +25,7 @@ def _controls(isolation: Isolation = Isolation.SEPARATE_UID, **changes: object) 
         child_uid=64200 if separate else 993, child_gid=64200 if separate else 990,
         dumpable_off=True, subreaper=True, setrlimit=True,
         proc_visible=True, pidfd=True, separate_uid=separate, work_root_reachable=True,
-        sandbox_user=None, seccomp="2")
+        sandbox_user=None, seccomp="2", child_filter=True)
     return dataclasses.replace(healthy, **changes)  # type: ignore[arg-type]
 
 

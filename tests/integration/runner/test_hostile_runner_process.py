@@ -253,7 +253,7 @@ def test_concurrent_runners_reach_neither_each_others_api_nor_code(place: Place,
     job_file.write_text(json.dumps(job))
     with job_file.open() as stdin:
         runner_a = subprocess.Popen(
-            [sys.executable, "-m", "tests.containment_harness"], cwd=REPO, text=True,
+            [sys.executable, "-m", "tests.support.containment_harness"], cwd=REPO, text=True,
             env={"PATH": "/usr/bin:/bin", "UDF_TEST_CANARY": canary},
             stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -74,6 +74,9 @@ def test_a_healthy_environment_misses_nothing(isolation: Isolation) -> None:
     (Isolation.LAMBDA, "pidfd", True),
     (Isolation.LOCAL, "subreaper", True),  # only the process tree finds a daemon there
     (Isolation.LAMBDA, "subreaper", False),  # the uid scan does
+    (Isolation.LAMBDA, "child_filter", True),  # the only thing between the child and the runner
+    (Isolation.SEPARATE_UID, "child_filter", True),
+    (Isolation.LOCAL, "child_filter", True),
 ])
 def test_each_control_an_isolation_relies_on_is_required(isolation: Isolation, broken: str,
                                                           required: bool) -> None:
@@ -213,3 +216,10 @@ def test_scratch_dirs_read_from_the_environment_as_a_path_list() -> None:
     settings = Settings.from_env({"UDF_RUNNER_SCRATCH_DIRS": "/a::/b/c"})
     assert settings.scratch_dirs == (Path("/a"), Path("/b/c"))
     assert Path("/tmp") in Settings().scratch_dirs
+
+
+@pytest.mark.parametrize("isolation", list(Isolation))
+def test_controls_that_could_not_be_probed_refuse_everything(isolation: Isolation) -> None:
+    missing = Controls.unprobed(Settings(), isolation).missing()
+    assert "child_filter" in missing
+    assert "pidfd" in missing

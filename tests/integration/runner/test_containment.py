@@ -161,3 +161,31 @@ def test_cold_start_never_raises_whatever_is_in_the_way(tmp_path: Path) -> None:
     assert "cold start failed" in runner.containment.problem
     got = runner.invoke({"case": "ok"})
     assert got.error_type == "Sandbox.Failure"
+
+
+_KEYS = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+if sys.argv[1] == "add":
+    print(libc.syscall(248, b"user", b"left-behind", b"secret", 6, -4))  # add_key, user keyring
+else:
+    print(libc.syscall(250, 10, -4, b"user", b"left-behind", 0))  # KEYCTL_SEARCH
+"""
+
+
+def _keys_as(settings: Settings, what: str) -> int:
+    done = subprocess.run(["/usr/bin/python3", "-c", _KEYS, what], user=settings.sandbox_uid,
+                          group=settings.sandbox_gid, extra_groups=[], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)
+
+
+def test_a_key_the_sandbox_uid_kept_is_gone_before_the_next_bundle_runs(
+        settings: Settings) -> None:
+    # Beneath the filter (which refuses keyrings to bundles): a key left in the uid's user
+    # keyring some other way is emptied out by the next child before its bundle starts.
+    assert _keys_as(settings, "add") > 0
+    assert _keys_as(settings, "search") > 0
+    assert Runner(settings).invoke({"case": "ok"}).error is None
+    assert _keys_as(settings, "search") == -1

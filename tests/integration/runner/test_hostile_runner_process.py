@@ -147,7 +147,9 @@ def test_a_same_uid_runner_in_lambda_kills_and_wipes_everything_new_of_its_uid(
         {"case": "litter", "tag": tag, "dirs": [str(place.scratch), str(work_root)]}, ok,
         {"case": "ignore_term"}, ok,
         {"case": "sysv_ipc"}, ok,
-        {"case": "rewrite_cache", "path": str(cached)}, ok]
+        {"case": "rewrite_cache", "path": str(cached)}, ok,
+        {"case": "zombie_leader", "marker": str(marker), "delay": 2}, ok,
+        {"case": "deep_tree", "depth": 1200, "dirs": [str(place.scratch), "$HOME"]}, ok]
     job = _same_uid_job(place, "lambda", events, keep=[str(cached.parent)])
     job["settings"]["work_root"] = str(work_root)
     _, results = run_runner(job, canary)
@@ -157,7 +159,7 @@ def test_a_same_uid_runner_in_lambda_kills_and_wipes_everything_new_of_its_uid(
     assert storm["refused"] == "EAGAIN"  # bounded, and the runner still had room for the next
     # Everything of the uid in the scratch dir is gone (litter, attempts, planted files) but
     # the runner's cache, which the same uid could rewrite: hence runner.bundle.cache re-hashes.
-    assert results[-2]["response"] == {"rewrite": "done", "replace": "done"}
+    assert results[10]["response"] == {"rewrite": "done", "replace": "done"}
     assert [str(p.relative_to(place.scratch)) for p in place.scratch.rglob("*")] == [
         "udf-runner", "udf-runner/cache", f"udf-runner/cache/{cached.name}"]
     assert [o for o in sysvipc.objects() if RUNNER_UID in (o.uid, o.cuid)] == []

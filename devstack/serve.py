@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from devstack.environments import Environments, Invoked, Throttled
 from devstack.local_run import LocalRunner, runner_environ
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import remove_tree
 from runner.settings import LAMBDA_RESPONSE_LIMIT
 
 __all__ = ["FunctionConfig", "InvokeApi", "serve_forever"]

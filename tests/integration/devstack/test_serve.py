@@ -25,7 +25,7 @@ from devstack.bundles import zip_files
 from devstack.local_run import LocalRunner
 from devstack.serve import FunctionConfig, InvokeApi, invoke_api
 from devstack.stack import LocalStack
-from runner.containment.workdir import remove_tree
+from runner.containment.removal import remove_tree
 from tests.support.tasks import pipeline_bundle
 
 #: boto3's Lambda client (the project installs no type stubs for it).

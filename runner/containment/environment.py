@@ -304,8 +304,8 @@ class Containment:
 
     def _refuse_after_cleanup(self, failed: CleanupFailedError) -> None:
         """What the bundle left is still here: no later bundle may run beside it."""
-        self._refusal = f"containment: an earlier attempt left what could not be removed " \
-                        f"({failed.message})"
+        self._refusal = (f"containment: an earlier attempt left what could not be removed "
+                         f"({failed.message})")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ bundle with its own error, and never: raise anything else, write outside its tar
 than its limits, keep a setuid bit or a link, or take long (Hypothesis' deadline).
 
 `pytest -m fuzz` selects this tier; `UDF_FUZZ_EXAMPLES` raises the example count for a longer
-run. Every failure found becomes a case in test_zip_regressions.py.
+run. Whatever a run finds becomes a regression test, with the input that found it, in
+tests/unit/runner/test_extract.py.
 """
 
 from __future__ import annotations

@@ -69,6 +69,22 @@ class SampleData:
     tables: dict[str, Columns]
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What `udf-runner datasets` shows of one dataset."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    rows: int
+
+
+def catalog(data: SampleData | None = None) -> list[DatasetInfo]:
+    """Every dataset by name: its columns with their types, and how many rows it has."""
+    data = data or generate()
+    return [DatasetInfo(name, schema, len(data.tables[name][schema[0][0]]))
+            for name, schema in sorted(SCHEMAS.items())]
+
+
 def generate(seed: int = SEED) -> SampleData:
     """The sample datasets for `seed` (always the same for the same seed)."""
     rng = random.Random(seed)  # noqa: S311 - sample data, reproducible on purpose

@@ -116,7 +116,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_watch_runs_again_on_a_change_and_stops_cleanly(tmp_path: Path, work_root: Path,
                                                         watching: list[Watching],
                                                         signum: int) -> None:

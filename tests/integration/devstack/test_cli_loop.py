@@ -7,6 +7,7 @@ never on a clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -79,11 +80,16 @@ class Watching:
                 return lines
         raise AssertionError(f"ended before printing {text!r}:\n{''.join(self.seen)}")
 
-    def children(self) -> set[int]:
-        """Its child processes now (the embedded S3 server of its own stack)."""
+    def descendants(self) -> set[int]:
+        """Every process below it now: its own stack's S3 server, the bundle and its children."""
         found: set[int] = set()
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            found |= {int(pid) for pid in (task / "children").read_text().split()}
+        pending = [self.process.pid]
+        while pending:
+            for task in Path(f"/proc/{pending.pop()}/task").iterdir():
+                with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                    children = {int(pid) for pid in (task / "children").read_text().split()}
+                    pending += children - found
+                    found |= children
         return found
 
     def close(self) -> None:
@@ -126,7 +132,7 @@ def test_watch_runs_again_on_a_change_and_stops_cleanly(tmp_path: Path, work_roo
     watching.append(watch)
 
     first = watch.until("watching")
-    stack_processes = watch.children()
+    stack_processes = watch.descendants()
     (bundle / "version").write_text("2\n")
     second = watch.until("watching")
     status, rest = watch.stop(signum)
@@ -140,6 +146,37 @@ def test_watch_runs_again_on_a_change_and_stops_cleanly(tmp_path: Path, work_roo
     assert "Traceback" not in "".join(watch.seen) + rest
     assert stack_processes
     assert not [pid for pid in stack_processes if _alive(pid)]
+
+
+# Answers nothing: it waits on a child of its own until it is stopped.
+STUCK_BOOTSTRAP = """#!/bin/bash
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+curl -sS -o /dev/null "$API/invocation/next"
+echo "waiting on a child"
+sleep 3600 &
+wait
+"""
+
+
+def test_watch_stopped_mid_run_leaves_nothing_behind(tmp_path: Path, work_root: Path,
+                                                     watching: list[Watching]) -> None:
+    bundle = tmp_path / "stuck"
+    bundle.mkdir()
+    (bundle / "bootstrap").write_text(STUCK_BOOTSTRAP)
+    (bundle / "bootstrap").chmod(0o755)
+    watch = Watching(str(bundle), env=environ(work_root))
+    watching.append(watch)
+
+    watch.until("waiting on a child")
+    running = watch.descendants()
+    status, rest = watch.stop(signal.SIGTERM)
+
+    assert status == 0, rest
+    assert "stopped watching" in rest
+    assert "Traceback" not in rest
+    assert len(running) >= 3  # the S3 server, the bootstrap and its sleep at least
+    assert not [pid for pid in running if _alive(pid)]
+    assert not list((work_root / "attempts").iterdir())
 
 
 def test_watch_follows_a_zip_replaced_by_a_rename(tmp_path: Path, work_root: Path,

@@ -17,8 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 SEED = 20240115
 BLOCK_COUNT = 1_000
 TRANSFER_COUNT = 5_000
@@ -102,6 +100,8 @@ def generate(seed: int = SEED) -> SampleData:
 
 def build_database(path: Path, data: SampleData | None = None) -> Path:
     """Write the sample datasets into a new DuckDB file at `path`."""
+    import duckdb  # noqa: PLC0415 - only here: the CLI reads the schemas without paying for it
+
     data = data or generate()
     with duckdb.connect(str(path)) as con:
         for name, schema in SCHEMAS.items():

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -178,6 +179,8 @@ def _watch(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any]) 
     """Run, then again on each change of the bundle, until Ctrl-C or SIGTERM (exit status 0)."""
     from devstack.watch import BundleWatcher  # noqa: PLC0415 - the file watcher: --watch only
 
+    # A run stopped by Ctrl-C ends with no metrics recorded, which Powertools warns about.
+    warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
     # Watching starts before the first run, so that no change made during a run goes unseen.
     with _sigterm_interrupts(), BundleWatcher(args.path) as watcher:
         try:

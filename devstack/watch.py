@@ -6,7 +6,9 @@ through its parent folder, not by itself: build tools and editors often replace 
 renaming a new one over it, which ends a watch on the old file.
 
 The watcher starts before the first run and keeps the changes made while a run is going, so a
-save made during a run triggers the next one at once.
+save made during a run triggers the next one at once. `watchfiles.watch()` would create its
+watcher only when first iterated, after the first run: hence its Rust backend, `RustNotify`,
+which watchfiles documents and types for direct use (the version is pinned in pyproject.toml).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ and hand the runner its `UDF_RUNNER_*` endpoints.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import urllib.error
@@ -142,6 +143,10 @@ class StackAccess:
         return self.upload(uri, source.read_bytes() if isinstance(source, Path) else source)
 
 
+# Making a boto3 client takes a few hundred milliseconds (a session, the service's model): once
+# per stack and service is enough, and it keeps `invoke --watch` re-runs quick. Clients are
+# thread-safe.
+@functools.lru_cache(maxsize=32)
 def admin_client(service: str, endpoint_url: str, admin: AdminCredentials,
                  region: str = REGION) -> Any:
     """A boto3 client for the embedded `service` with the admin credentials."""

@@ -1,7 +1,9 @@
 """`udf-runner`: run bundles and task payloads locally, through the deployed function's own code.
 
     udf-runner invoke PATH [--runtime provided|nodejs] [--handler H] [--event FILE|-] ...
-    udf-runner run-task PAYLOAD.json|-
+                           [--watch] [--outputs DIR] [--json]
+    udf-runner run-task PAYLOAD.json|- [--bundle PATH] [--outputs DIR] [--json]
+    udf-runner datasets [--json]
     udf-runner devstack [--base-port N]
     udf-runner serve [--port N] [--max-environments N] [--max-task-timeout-seconds S]
     udf-runner token PAYLOAD.json|-
@@ -9,25 +11,38 @@
 
 `invoke`, `run-task` and `serve` use the local stack that `udf-runner devstack` prints the
 environment of, or start one in-process when none is configured. `serve` answers Lambda's Invoke
-API, so a caller's own boto3 code runs tasks locally (devstack/serve.py). Exit status: 0 when
-the function succeeded, 1 when the task failed, 2 on bad usage.
+API, so a caller's own boto3 code runs tasks locally (devstack/serve.py). `invoke` and
+`run-task` print a summary of the result (the bundle's own output streams on standard error as
+it runs); `--json` prints the result instead. `invoke --watch` keeps the stack up and runs again
+whenever the bundle changes, until Ctrl-C. Exit status: 0 when the function succeeded, 1 when
+the task failed, 2 on bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
+from botocore.exceptions import ClientError
+
+from devstack import outputs
 from devstack.access import StackAccess, StackError
 from devstack.bundles import bundle_bytes
+from devstack.datasets import SCHEMAS
 from devstack.local_run import LocalRunner, grant_for, local_runner
+from devstack.report import Style, count, summary, warning
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,12 +68,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="a dataset the task may query (repeatable)")
     invoke.add_argument("--query", action="append", default=[], metavar="NAME=SQL",
                         help="an input query run before the invocation (repeatable)")
-    invoke.add_argument("--json", action="store_true", help="print only the result JSON")
+    invoke.add_argument("--watch", action="store_true",
+                        help="keep the local stack up and run again whenever PATH changes")
+    _add_outputs_and_json(invoke)
     run_task = commands.add_parser("run-task", help="run a task payload (e.g. events/*.json)")
     run_task.add_argument("payload", help="payload JSON file, or - for standard input")
     run_task.add_argument("--keep-token", action="store_true",
                           help="use the payload's token instead of one from the local issuer")
-    run_task.add_argument("--json", action="store_true", help="print only the result JSON")
+    run_task.add_argument("--bundle", type=Path, default=None, metavar="PATH",
+                          help="run this bundle zip or folder: upload it and pin its URI and "
+                               "SHA-256 into the payload")
+    _add_outputs_and_json(run_task)
+    datasets = commands.add_parser(
+        "datasets", help="list the local Query Service's datasets, their columns and rows")
+    datasets.add_argument("--json", action="store_true", help="print them as JSON")
     devstack = commands.add_parser("devstack", help="run the local stack in the foreground")
     devstack.add_argument("--base-port", type=int, default=0, metavar="N",
                           help="listen on N (S3), N+1 (minter), N+2 (Query Service) and N+3 "
@@ -81,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_outputs_and_json(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--outputs", type=Path, default=None, metavar="DIR",
+                         help="save what the task wrote under its output prefix into DIR")
+    command.add_argument("--json", action="store_true", help="print only the result JSON")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `udf-runner` console command."""
     parser = _parser()
@@ -95,53 +124,183 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "devstack":
-        from devstack.stack import run_foreground  # noqa: PLC0415 - moto, DuckDB: this only
+    commands = {"devstack": _devstack, "demo": _demo, "invoke": _invoke, "serve": _serve,
+                "token": _token, "datasets": _datasets, "run-task": _run_task}
+    return commands[args.command](args)
 
-        return run_foreground(base_port=args.base_port)
-    if args.command == "demo":
-        from devstack.demo import run_demo  # noqa: PLC0415
 
-        return run_demo()
-    if args.command == "invoke":
-        return _invoke(args)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "token":
-        return _token(args)
-    return _run_task(args)
+def _devstack(args: argparse.Namespace) -> int:
+    from devstack.stack import run_foreground  # noqa: PLC0415 - moto, DuckDB: this only
+
+    return run_foreground(base_port=args.base_port)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from devstack.demo import run_demo  # noqa: PLC0415
+
+    return run_demo()
 
 
 def _invoke(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise UsageError(f"{args.path} does not exist")
+    _check_datasets(args.dataset)
+    task = {
+        "event": _read_json(args.event) if args.event else {}, "timeout_ms": args.timeout_ms,
+        "inputs": {"datasets": args.dataset, "queries": _pairs(args.query, "--query")},
+        "env": _pairs(args.env, "--env"),
+    }
+    with local_runner() as runner, _warnings_shown(runner, args):
+        if args.watch:
+            return _watch(args, runner, task)
+        return _invoke_once(args, runner, task)
+
+
+def _invoke_once(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any]) -> int:
     task_id = f"local-{uuid.uuid4().hex[:12]}"
     payload = {
         "schema_version": 1, "task_id": task_id, "attempt": 1,
-        "capability_token": "issued-by-the-local-stack",
-        "event": _read_json(args.event) if args.event else {}, "timeout_ms": args.timeout_ms,
-        "inputs": {"datasets": args.dataset, "queries": _pairs(args.query, "--query")},
+        "capability_token": "issued-by-the-local-stack", **task,
         "outputs": {"s3_prefix": f"s3://udf-outputs/local/{task_id}/"},
-        "env": _pairs(args.env, "--env"),
     }
     try:
         bundle = bundle_bytes(args.path)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    with local_runner() as runner:
-        uri, sha256 = runner.upload(bundle)
-        payload["bundle"] = {"uri": uri, "sha256": sha256, "runtime": args.runtime,
-                             **({"handler": args.handler} if args.handler else {})}
-        result = runner.run(payload)
-    return _report(result, as_json=args.json)
+    started = time.perf_counter()
+    uri, sha256 = runner.upload(bundle)
+    payload["bundle"] = {"uri": uri, "sha256": sha256, "runtime": args.runtime,
+                         **({"handler": args.handler} if args.handler else {})}
+    result = runner.run(payload)
+    return _finish(args, runner, payload, result, started)
+
+
+def _watch(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any]) -> int:
+    """Run, then again on each change of the bundle, until Ctrl-C or SIGTERM (exit status 0)."""
+    from devstack.watch import BundleWatcher  # noqa: PLC0415 - the file watcher: --watch only
+
+    # A run stopped by Ctrl-C ends with no metrics recorded, which Powertools warns about.
+    warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
+    # Watching starts before the first run, so that no change made during a run goes unseen.
+    with _sigterm_interrupts(), BundleWatcher(args.path) as watcher:
+        try:
+            while True:
+                try:
+                    _invoke_once(args, runner, task)
+                except (UsageError, OSError) as e:  # caught mid-edit: the next save may fix it
+                    sys.stderr.write(f"udf-runner: {e}\n")
+                sys.stderr.write(f"udf-runner: watching {args.path} for changes "
+                                 f"(Ctrl-C to stop)\n")
+                changed = watcher.wait()
+                sys.stderr.write(f"udf-runner: {_changed(changed, args.path)} changed; "
+                                 f"running again\n")
+        except KeyboardInterrupt:
+            sys.stderr.write("udf-runner: stopped watching\n")
+            return EXIT_OK
+
+
+def _changed(paths: set[Path], bundle: Path) -> str:
+    names = sorted(str(path.relative_to(bundle.resolve())) if path != bundle.resolve()
+                   else str(bundle) for path in paths)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a watch the way Ctrl-C does (the stack and any running child go too)."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _warnings_shown(runner: LocalRunner, args: argparse.Namespace) -> Iterator[None]:
+    """For a person, a plain warning when an input query came back cut short."""
+    if args.json:
+        yield
+        return
+    style = Style.for_stream(sys.stderr)
+
+    def warn(query: str, rows: int) -> None:
+        sys.stderr.write(warning(
+            f"input query {query!r} was truncated to {rows} rows (the Query Service's row or "
+            f"byte limit): its trace_inputs result says truncated: true", style))
+
+    with runner.truncation_warnings(warn):
+        yield
 
 
 def _run_task(args: argparse.Namespace) -> int:
+    if args.bundle is not None and args.keep_token:
+        raise UsageError("--bundle changes the payload's bundle, which the payload's own token "
+                         "does not grant: drop --keep-token")
     payload = _read_json(args.payload)
-    with local_runner() as runner:
-        _upload_sample(runner, payload)
+    bundle = _bundle_for(payload, args.bundle) if args.bundle is not None else None
+    with local_runner() as runner, _warnings_shown(runner, args):
+        if bundle is None:
+            _upload_sample(runner, payload)
+        else:
+            _pin_bundle(runner, payload, bundle, args.bundle)
+        started = time.perf_counter()
         result = runner.run(payload, reissue_token=not args.keep_token)
-    return _report(result, as_json=args.json)
+        return _finish(args, runner, payload, result, started)
+
+
+def _bundle_for(payload: Any, path: Path) -> bytes:
+    if not isinstance(payload, dict):
+        raise UsageError("--bundle needs a payload that is a JSON object")
+    if not path.exists():
+        raise UsageError(f"--bundle {path} does not exist")
+    try:
+        return bundle_bytes(path)
+    except ValueError as e:
+        raise UsageError(f"--bundle {e}") from e
+
+
+def _pin_bundle(runner: LocalRunner, payload: dict[str, Any], bundle: bytes, path: Path) -> None:
+    """Upload the user's bundle and point the payload at it, saying what changed."""
+    uri, sha256 = runner.upload(bundle)
+    ref = payload.get("bundle")
+    ref = payload["bundle"] = ref if isinstance(ref, dict) else {}
+    was = ref.get("sha256")
+    ref.update(uri=uri, sha256=sha256)
+    sys.stderr.write(f"udf-runner: uploaded {path} ({len(bundle)} bytes) to {uri}; the payload's "
+                     f"bundle.uri and bundle.sha256 now name it (sha256 {sha256}"
+                     f"{f', was {was}' if was and was != sha256 else ''})\n")
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from devstack.datasets import catalog  # noqa: PLC0415 - generates the sample data
+
+    infos = catalog()
+    if args.json:
+        listing = [{"name": info.name, "rows": info.rows,
+                    "columns": [{"name": name, "type": kind} for name, kind in info.columns]}
+                   for info in infos]
+        sys.stdout.write(json.dumps(listing, indent=2) + "\n")
+        return EXIT_OK
+    style = Style.for_stream(sys.stdout)
+    for index, info in enumerate(infos):
+        sys.stdout.write(f"{'\n' if index else ''}{style(info.name, 'bold')} ({info.rows} rows)\n")
+        width = max(len(name) for name, _ in info.columns)
+        sys.stdout.writelines(f"  {name:<{width}}  {style(kind, 'dim')}\n"
+                              for name, kind in info.columns)
+    sys.stdout.write("\nQuery one: udf-runner invoke PATH --dataset blocks "
+                     "--query latest='SELECT * FROM blocks ORDER BY number DESC LIMIT 5'\n")
+    return EXIT_OK
+
+
+def _check_datasets(names: list[str]) -> None:
+    unknown = [name for name in names if name not in SCHEMAS]
+    if unknown:
+        raise UsageError(f"--dataset {unknown[0]}: no such dataset in the local Query Service; "
+                         f"it has {', '.join(sorted(SCHEMAS))} (`udf-runner datasets` lists "
+                         f"their columns)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -200,9 +359,47 @@ def _read_json(source: str) -> Any:
         raise UsageError(f"{source} is not JSON: {e}") from e
 
 
-def _report(result: dict[str, Any], *, as_json: bool) -> int:
-    sys.stdout.write(json.dumps(result, indent=None if as_json else 2) + "\n")
+def _finish(args: argparse.Namespace, runner: LocalRunner, payload: Any,
+            result: dict[str, Any], started: float) -> int:
+    """Print the result (and what the task wrote), while the stack is still up; exit status."""
+    wall_ms = round((time.perf_counter() - started) * 1000)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        sys.stdout.write(summary(result, Style.for_stream(sys.stdout), wall_ms=wall_ms))
+    prefix = _output_prefix(payload)
+    if prefix is not None:
+        note = _outputs_note(runner, prefix, args.outputs)
+        (sys.stderr if args.json else sys.stdout).write(note)
+    elif args.outputs is not None:
+        sys.stderr.write("udf-runner: the payload has no outputs.s3_prefix: nothing to save\n")
+    sys.stdout.flush()
     return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
+
+
+def _output_prefix(payload: Any) -> str | None:
+    out = payload.get("outputs") if isinstance(payload, dict) else None
+    prefix = out.get("s3_prefix") if isinstance(out, dict) else None
+    return prefix if isinstance(prefix, str) and prefix.startswith("s3://") else None
+
+
+def _outputs_note(runner: LocalRunner, prefix: str, dest: Path | None) -> str:
+    """Save what is under `prefix` into `dest`, or say what there is to save."""
+    try:
+        if dest is None:
+            found = outputs.list_outputs(runner.access, prefix)
+            if not found:
+                return ""
+            size = sum(item.size for item in found)
+            return (f"outputs: {count(len(found), 'object')} ({size} bytes) under {prefix}; "
+                    f"--outputs DIR saves them\n")
+        saved = outputs.save(runner.access, prefix, dest)
+    except (ValueError, ClientError):  # not a prefix of this stack: the result says why
+        return ""
+    note = f"outputs: {count(len(saved.files), 'object')} ({saved.bytes} bytes) saved in {dest}\n"
+    if saved.skipped:
+        note += f"outputs: not saved (no safe path for their keys): {', '.join(saved.skipped)}\n"
+    return note
 
 
 def _usage(parser: argparse.ArgumentParser, message: str) -> NoReturn:

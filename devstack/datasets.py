@@ -17,8 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 SEED = 20240115
 BLOCK_COUNT = 1_000
 TRANSFER_COUNT = 5_000
@@ -69,6 +67,22 @@ class SampleData:
     tables: dict[str, Columns]
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What `udf-runner datasets` shows of one dataset."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    rows: int
+
+
+def catalog(data: SampleData | None = None) -> list[DatasetInfo]:
+    """Every dataset by name: its columns with their types, and how many rows it has."""
+    data = data or generate()
+    return [DatasetInfo(name, schema, len(data.tables[name][schema[0][0]]))
+            for name, schema in sorted(SCHEMAS.items())]
+
+
 def generate(seed: int = SEED) -> SampleData:
     """The sample datasets for `seed` (always the same for the same seed)."""
     rng = random.Random(seed)  # noqa: S311 - sample data, reproducible on purpose
@@ -86,6 +100,8 @@ def generate(seed: int = SEED) -> SampleData:
 
 def build_database(path: Path, data: SampleData | None = None) -> Path:
     """Write the sample datasets into a new DuckDB file at `path`."""
+    import duckdb  # noqa: PLC0415 - only here: the CLI reads the schemas without paying for it
+
     data = data or generate()
     with duckdb.connect(str(path)) as con:
         for name, schema in SCHEMAS.items():

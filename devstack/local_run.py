@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,32 @@ class LocalRunner:
 
             result: dict[str, Any] = lambda_handler(dict(payload), context)
         return result
+
+    @contextlib.contextmanager
+    def truncation_warnings(self, warn: Callable[[str, int], None]) -> Iterator[None]:
+        """Within the block, `warn(query, rows kept)` for each input query result the runner
+        received cut short (it logs a warning for each; this is that warning, as it happens)."""
+        from runner.observability import logger  # noqa: PLC0415 - reads the env set above
+        from runner.platform import TRUNCATED_MESSAGE  # noqa: PLC0415
+
+        handler = _Truncations(TRUNCATED_MESSAGE, warn)
+        runner_log = logging.getLogger(logger.service)
+        runner_log.addHandler(handler)
+        try:
+            yield
+        finally:
+            runner_log.removeHandler(handler)
+
+
+class _Truncations(logging.Handler):
+    def __init__(self, message: str, warn: Callable[[str, int], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._message = message
+        self._warn = warn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == self._message:
+            self._warn(str(getattr(record, "query", "?")), int(getattr(record, "rows", 0)))
 
 
 def grant_for(payload: Mapping[str, Any]) -> Grant:

@@ -33,7 +33,7 @@ from runner.models import BundleInfo, TaskPayload, TaskResult
 from runner.observability import Phases, logger, record_result
 from runner.platform import ServiceClient, capability
 from runner.platform.minter import MinterClient
-from runner.platform.query import INPUTS_KEY, QueryClient
+from runner.platform.query import INPUTS_KEY, TRUNCATED_MESSAGE, QueryClient
 from runner.runtime_api.state import Response
 from runner.settings import LAMBDA_RESPONSE_LIMIT, Settings
 
@@ -185,6 +185,10 @@ class Pipeline:
                                  max_rows=self._settings.query_max_rows)
             with phases("queries"):
                 results = client.run_all(payload.inputs.queries, deadline)
+            for name, answer in results.items():
+                if answer["truncated"]:
+                    logger.warning(TRUNCATED_MESSAGE, extra={"query": name,
+                                                             "rows": len(answer["rows"])})
             event = {**event, INPUTS_KEY: {"queries": results}}
         data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         if len(data) > LAMBDA_RESPONSE_LIMIT:

@@ -4,10 +4,11 @@ the Query Service, both reached over HTTP with only that token (docs/contract.md
 from runner.platform._http import Reply, ServiceClient, ServiceUnavailable
 from runner.platform.capability import Claims
 from runner.platform.minter import MinterClient, ScopedCredentials
-from runner.platform.query import INPUTS_KEY, QueryClient
+from runner.platform.query import INPUTS_KEY, TRUNCATED_MESSAGE, QueryClient
 
 __all__ = [
     "INPUTS_KEY",
+    "TRUNCATED_MESSAGE",
     "Claims",
     "MinterClient",
     "QueryClient",

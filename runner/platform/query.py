@@ -18,10 +18,13 @@ from runner.deadline import Deadline
 from runner.errors import QueryFailedError, TokenRejectedError
 from runner.platform._http import ServiceClient, ServiceUnavailable
 
-__all__ = ["INPUTS_KEY", "QueryClient"]
+__all__ = ["INPUTS_KEY", "TRUNCATED_MESSAGE", "QueryClient"]
 
 #: The key of the event object under which input query results are delivered.
 INPUTS_KEY = "trace_inputs"
+#: The runner's warning (with the `query` and the `rows` kept) for a result cut short at the row
+#: or byte limit: delivered flagged `truncated`, which a function may well not look at.
+TRUNCATED_MESSAGE = "input query result truncated"
 
 
 class QueryClient:

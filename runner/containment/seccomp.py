@@ -17,8 +17,11 @@ removes the kernel surface a function never needs and leaves everything else alo
   `pidfd_open` aimed at the runner's pid or any of its threads that exist when the child
   starts; `kill(-1, ...)` and the runner's process group; `tkill` and `pidfd_send_signal`
   altogether (neither names a thread group, and a pidfd can be had from a /proc directory);
-  and asking for a signal by I/O ownership (`fcntl` F_SETOWN/F_SETOWN_EX, `ioctl`
-  FIOSETOWN/SIOCSPGRP), which the kernel sends with the asker's rights.
+  changing the runner's resource limits (`prlimit64`: an RLIMIT_CPU of 1 would kill it), CPUs,
+  scheduling or priority (`sched_set*`, `setpriority` and `ioprio_set`, also for every process
+  of the uid at once); and asking for a signal by I/O ownership (`fcntl`
+  F_SETOWN/F_SETOWN_EX, `ioctl` FIOSETOWN/SIOCSPGRP), which the kernel sends with the
+  asker's rights.
 
 A denied call fails with EPERM (ENOSYS for `clone3`, `pidfd_send_signal` and x32 calls, so that
 runtimes take their fallbacks). Calls from another architecture (i386 through `int 0x80`) end
@@ -87,6 +90,8 @@ SYS = {
     "pidfd_send_signal": 424, "open_tree": 428, "move_mount": 429, "fsopen": 430,
     "fsconfig": 431, "fsmount": 432, "fspick": 433, "pidfd_open": 434, "clone3": 435,
     "pidfd_getfd": 438, "process_madvise": 440, "mount_setattr": 442,
+    "setpriority": 141, "sched_setparam": 142, "sched_setscheduler": 144,
+    "sched_setaffinity": 203, "ioprio_set": 251, "prlimit64": 302, "sched_setattr": 314,
 }
 
 DENIED = (
@@ -99,8 +104,13 @@ DENIED = (
     "kexec_load", "kexec_file_load", "tkill",
 )
 UNSUPPORTED = ("clone3", "pidfd_send_signal")
-#: Calls whose first argument is a pid (a thread group's or a thread's) to protect.
-_PID_FIRST = ("tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
+#: Calls whose first argument is a pid (a thread group's or a thread's) to protect: signals,
+#: and what a same-uid process may otherwise change of another (its resource limits, so
+#: RLIMIT_CPU of 1 would kill it; its CPUs and scheduling).
+_PID_FIRST = ("tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "prlimit64",
+              "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
+#: Calls of (which, who), and the `which` meaning "every process of a uid".
+_WHICH_WHO = {"setpriority": 2, "ioprio_set": 3}  # PRIO_USER, IOPRIO_WHO_USER
 
 _CLONE_NEW_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
                    | 0x20000000 | 0x40000000)  # NS, CGROUP, UTS, IPC, USER, PID, NET
@@ -189,6 +199,8 @@ def program(target: Target) -> bytes:
     asm.jeq(SYS["kill"], yes="kill_args")
     for name in _PID_FIRST:
         asm.jeq(SYS[name], yes="pid_args")
+    for name in _WHICH_WHO:
+        asm.jeq(SYS[name], yes=f"{name}_args")
     asm.ret(_SECCOMP_RET_ALLOW)
 
     asm.label("eperm")
@@ -211,6 +223,13 @@ def program(target: Target) -> bytes:
     asm.label("ioctl_args")
     asm.load(_ARGS + 8)
     _deny_values(asm, [_FIOSETOWN, _SIOCSPGRP])
+
+    for name, every_process_of_a_uid in _WHICH_WHO.items():
+        asm.label(f"{name}_args")
+        asm.load(_ARGS)
+        _deny_values(asm, [every_process_of_a_uid], then_allow=False)
+        asm.load(_ARGS + 8)
+        _deny_values(asm, sorted({target.pid, target.pgid, *target.tids}))
 
     asm.label("kill_args")
     asm.load(_ARGS)

@@ -28,6 +28,7 @@ def test_every_denied_call_and_every_protected_id_is_in_the_program() -> None:
     target = Target(pid=4242, pgid=4200, tids=frozenset({4243, 4250}))
     compared = {k for code, _, _, k in _instructions(program(target)) if code == JEQ}
     assert {SYS[name] for name in (*seccomp.DENIED, *seccomp.UNSUPPORTED)} <= compared
+    assert {SYS["kill"], SYS["tgkill"], SYS["prlimit64"], SYS["setpriority"]} <= compared
     assert {4242, 4243, 4250, (-4200) & 0xFFFFFFFF, 0xFFFFFFFF} <= compared
 
 

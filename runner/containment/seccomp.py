@@ -158,6 +158,10 @@ class _Assembler:
     def jset(self, bits: int, *, yes: _Target = None, no: _Target = None) -> None:
         self._code.append((_JSET_K, yes, no, bits))
 
+    def jump(self, label: str) -> None:
+        """Always to `label` (a comparison whose both outcomes go there)."""
+        self._code.append((_JEQ_K, label, label, 0))
+
     def ret(self, value: int) -> None:
         self._code.append((_RET_K, None, None, value))
 
@@ -229,13 +233,15 @@ def program(target: Target) -> bytes:
         asm.load(_ARGS)
         _deny_values(asm, [every_process_of_a_uid], then_allow=False)
         asm.load(_ARGS + 8)
-        _deny_values(asm, sorted({target.pid, target.pgid, *target.tids}))
+        _deny_values(asm, [target.pgid], then_allow=False)
+        asm.jump("runner_ids")
 
     asm.label("kill_args")
     asm.load(_ARGS)
     _deny_values(asm, [-1, -target.pgid, -target.pid], then_allow=False)
     asm.label("pid_args")  # kill's pid goes on through the same checks
     asm.load(_ARGS)
+    asm.label("runner_ids")  # the word loaded is a pid: one of the runner's?
     _deny_values(asm, sorted({target.pid, *target.tids}))
     return asm.bytes()
 

@@ -47,7 +47,10 @@ class _Level:
 def remove_tree(path: Path) -> None:
     """Remove `path` (a directory, a file or a link) and everything in it; a missing `path` is
     fine."""
-    parent = os.open(path.parent, _DIR_FLAGS)
+    try:
+        parent = os.open(path.parent, _DIR_FLAGS)
+    except FileNotFoundError:
+        return
     try:
         remove_entry(parent, path.name, shown=str(path))
     finally:

@@ -64,7 +64,7 @@ def test_a_file_a_link_or_nothing_at_the_path_is_fine(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
 
-    for name in ("file", "link", "missing"):
+    for name in ("file", "link", "missing", "missing/below"):
         remove_tree(tmp_path / name)
 
     assert list(tmp_path.iterdir()) == []

@@ -130,6 +130,7 @@ class HttpConnection:
         """The next request's head, or None once the client has closed the connection."""
         if self._h11.their_state is h11.DONE and self._h11.our_state is h11.DONE:
             self._h11.start_next_cycle()
+        self._method = b""  # until h11 has read one: it frames the reply by the method
         mirror = bytearray(self._h11.trailing_data[0])
         try:
             event = self._next_event(mirror)
@@ -188,9 +189,9 @@ class HttpConnection:
                 left -= len(data)
 
     def _request(self, event: h11.Request, head: bytes) -> Request:
+        self._method = event.method
         if len(head) > MAX_HEAD_BYTES or len(event.headers) > MAX_FIELDS:
             raise _head_too_large()
-        self._method = event.method
         problem = _framing_problem(head)
         if problem is not None:
             raise _invalid_content_length(problem)
@@ -204,7 +205,7 @@ class HttpConnection:
     def _step(self, body: Body) -> None:
         """Take the next body event into `body`."""
         if self._h11.they_are_waiting_for_100_continue:
-            go_on = h11.InformationalResponse(status_code=100, headers=[])
+            go_on = h11.InformationalResponse(status_code=100, headers=[], reason="Continue")
             self.sock.sendall(self._h11.send(go_on))
         try:
             event = self._next_event(None)

@@ -937,3 +937,22 @@ def test_connections_past_the_cap_are_refused(api: Api) -> None:
         for sock in held:
             sock.close()
     assert threading.active_count() < 20
+
+
+def test_a_malformed_request_after_head_gets_its_reply(api: Api) -> None:
+    # Found by the fuzzing tier: the reply to a request h11 could not parse was framed by the
+    # method of the request before it, so after a HEAD the server thread failed mid-reply.
+    with socket.create_connection((api.host, api.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"HEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n\x00 / HTTP/1.1\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = sock.makefile("rb").read()
+
+    first, second = received.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 404 ")  # and no body: it answers a HEAD
+    replay, reader = socket.socketpair()  # the second reply, for http.client to read
+    with replay, reader:
+        replay.sendall(second)
+        replay.shutdown(socket.SHUT_WR)
+        reply = _read_reply(reader)
+    assert reply.error() == (400, "BadRequest")
+    assert reply.headers["Connection"] == "close"

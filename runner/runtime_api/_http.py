@@ -8,7 +8,8 @@ block, but only while the bytes are still incomplete, so this module counts the 
 on what h11 parsed in one piece, and adds what h11 leaves to its user: a field count, a
 refusal of repeated or contradictory framing fields (a smuggling signal), a bound on a chunked
 body's non-data bytes, and the body limit itself. A client that crosses a bound gets its reply
-at once and then loses the connection.
+at once and then loses the connection (docs/runtime-api.md#transport, the bounds
+docs/runtime-api.md#limits).
 """
 
 from __future__ import annotations

@@ -177,14 +177,15 @@ class HttpConnection:
         self.sock.sendall(out)
         return not close and self._h11.our_state is h11.DONE
 
-    def linger(self, max_bytes: int) -> None:
+    def linger(self, max_bytes: int, seconds: float = _LINGER_SECONDS) -> None:
         """End the connection after a reply: stop sending, and read what the client still
-        sends, up to `max_bytes` and for at most `_LINGER_SECONDS`. Unread bytes would make
-        the kernel reset the connection, and the reset can lose the reply on its way: a client
-        that writes its whole body before reading (most do) would see a broken pipe instead."""
+        sends, up to `max_bytes` and for at most `seconds` (0: only what has arrived). Unread
+        bytes would make the kernel reset the connection, and the reset can lose the reply on
+        its way: a client that writes its whole body before reading (most do) would see a
+        broken pipe instead."""
         with suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
-            self.sock.settimeout(_LINGER_SECONDS)
+            self.sock.settimeout(seconds)
             left = max_bytes
             while left > 0 and (data := self.sock.recv(min(left, _RECV_BYTES))):
                 left -= len(data)

@@ -119,9 +119,11 @@ class _Client:
         self._http.linger(self._server.response_limit + DRAIN_BYTES)
 
     def refuse(self, rejected: Rejected) -> None:
-        """Reply to a connection that is not served at all, and end it."""
+        """Reply to a connection that is not served at all, and end it without waiting for
+        it (this runs in the accept loop)."""
         self._keep_alive = False
         self._render_error(rejected)
+        self._http.linger(DRAIN_BYTES, seconds=0)
 
     def _dispatch(self) -> None:
         try:
@@ -317,7 +319,8 @@ class RuntimeApiServer:
                 return  # stop() shut the listening socket down
             # The native Node client and Rust write headers and body in separate segments
             # (docs/runtime-api.md#transport).
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with suppress(OSError):  # reset already: its thread will find out
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._connections_lock:
                 full = len(self._connections) >= self._max_connections
                 if not full:

@@ -23,10 +23,13 @@ _COMMON = settings(
 )
 settings.register_profile("ci", _COMMON, derandomize=True, max_examples=1000)
 settings.register_profile("deep", _COMMON, max_examples=10_000)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(_PROFILE)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.fuzz)
+            if _PROFILE == "deep":  # far past the suite's per-test timeout, on purpose
+                item.add_marker(pytest.mark.timeout(3600))

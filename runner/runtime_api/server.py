@@ -327,6 +327,7 @@ class RuntimeApiServer:
                     thread = threading.Thread(target=self._serve, args=(conn,),
                                               name="runtime-api-connection", daemon=True)
                     self._connections[conn] = thread
+                    self._connections_lock.notify_all()
             if full:
                 self._refuse(conn)
             else:

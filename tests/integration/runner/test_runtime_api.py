@@ -839,6 +839,7 @@ def test_many_bad_request_ids_leave_no_growing_traceback(api: Api) -> None:
     api.next()
     conn = api.connect()
     body = b"x" * 1000
+    before = _rss()
     try:
         for _ in range(5_000):
             assert api.answer("response", body, rid="bad", conn=conn).status == 400
@@ -850,6 +851,7 @@ def test_many_bad_request_ids_leave_no_growing_traceback(api: Api) -> None:
                    if isinstance(o, BaseException)), default=0)
 
     assert longest < 50
+    assert _rss() - before < 8 * MiB
     assert api.answer("response", b'"ok"').status == 202
 
 

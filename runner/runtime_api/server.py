@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 import socket
 import threading
@@ -20,6 +21,7 @@ from contextlib import suppress
 from http import HTTPStatus
 from urllib.parse import unquote
 
+from runner.runtime_api import peers
 from runner.runtime_api._http import DRAIN_BYTES, Body, HttpConnection, Rejected, Request
 from runner.runtime_api.function_error import parse_function_error, stream_error
 from runner.runtime_api.state import (
@@ -37,6 +39,7 @@ from runner.runtime_api.state import (
 
 __all__ = [
     "API",
+    "CONNECTION_THREADS",
     "ERROR_BODY_TRAILER",
     "ERROR_TYPE_HEADER",
     "INIT_ERROR_PATH",
@@ -64,8 +67,10 @@ ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 
 
-#: Connections served at once; more are refused. Runtimes use one or two (the Node client: one
-#: for `next`, one for streamed answers), and each costs the runner a thread.
+#: Threads serving connections at once (an official client uses one or two: the Node client,
+#: one for `next`, one for streamed answers).
+CONNECTION_THREADS = 8
+#: Connections open at once, served or waiting for a serving thread; more are refused.
 MAX_CONNECTIONS = 64
 #: Methods routed (to 404 or 405 when wrong); any other is not implemented.
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"})
@@ -286,19 +291,29 @@ class _Client:
 
 
 class RuntimeApiServer:
-    """The Runtime API for one child, on 127.0.0.1 and an ephemeral port: a blocking accept
-    loop, and a thread per connection (at most `MAX_CONNECTIONS`)."""
+    """The Runtime API for one child, on 127.0.0.1 and an ephemeral port.
+
+    Every thread it uses is started by `start()`, before the child: the child's seccomp filter
+    names the runner's threads that exist when it starts (runner.containment.seccomp), so none
+    started later could be signalled by the bundle. One thread accepts (blocking, so stopping
+    waits for no poll tick); `CONNECTION_THREADS` serve connections, and up to
+    `MAX_CONNECTIONS` wait their turn; more are refused. With `peer_uid`, only connections from
+    a socket of that uid are served (`peers`): not another runner's bundle on the same machine.
+    """
 
     def __init__(self, state: InvocationState, *, response_limit: int,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 peer_uid: int | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
         self.state = state
         self.response_limit = response_limit
+        self._peer_uid = peer_uid
         self._max_connections = max_connections
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections: set[socket.socket] = set()  # served or waiting in the queue
         self._held: set[socket.socket] = set()
         self._connections_lock = threading.Condition()
+        self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
         self._acceptor: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
 
     @property
     def address(self) -> str:
@@ -306,38 +321,56 @@ class RuntimeApiServer:
         return f"127.0.0.1:{self._listener.getsockname()[1]}"
 
     def start(self) -> None:
-        """Accept connections in a background thread, one thread per connection."""
+        """Start the threads: one accepting, `CONNECTION_THREADS` serving connections."""
+        self._workers = [threading.Thread(target=self._serve_queued, name=f"runtime-api-{n}",
+                                          daemon=True) for n in range(CONNECTION_THREADS)]
+        for worker in self._workers:
+            worker.start()
         self._acceptor = threading.Thread(target=self._accept, name="runtime-api", daemon=True)
         self._acceptor.start()
 
     def _accept(self) -> None:
-        # A blocking accept loop rather than a poll: stopping must not wait for a poll tick.
         while True:
             try:
                 conn, _ = self._listener.accept()
             except OSError:
                 return  # stop() shut the listening socket down
+            if not self._admits(conn):
+                _shutdown_quietly(conn)
+                conn.close()
+                continue
             # The native Node client and Rust write headers and body in separate segments
             # (docs/runtime-api.md#transport).
-            with suppress(OSError):  # reset already: its thread will find out
+            with suppress(OSError):  # reset already: its serving thread will find out
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._connections_lock:
                 full = len(self._connections) >= self._max_connections
                 if not full:
-                    thread = threading.Thread(target=self._serve, args=(conn,),
-                                              name="runtime-api-connection", daemon=True)
-                    self._connections[conn] = thread
+                    self._connections.add(conn)
                     self._connections_lock.notify_all()
             if full:
                 self._refuse(conn)
             else:
-                thread.start()
+                self._queue.put(conn)
+
+    def _admits(self, conn: socket.socket) -> bool:
+        """Whether `conn` comes from the attempt's own uid (always, without `peer_uid`)."""
+        if self._peer_uid is None:
+            return True
+        try:
+            return peers.peer_uid(conn) == self._peer_uid
+        except OSError:  # /proc/net unreadable: nothing to go by
+            return False
 
     def _refuse(self, conn: socket.socket) -> None:
         with conn, suppress(OSError):
             _Client(self, HttpConnection(conn)).refuse(Rejected(
                 HTTPStatus.SERVICE_UNAVAILABLE, "TooManyConnections",
                 f"More than {self._max_connections} connections at once"))
+
+    def _serve_queued(self) -> None:
+        while (conn := self._queue.get()) is not None:
+            self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -348,7 +381,7 @@ class RuntimeApiServer:
             _log.exception("Runtime API request failed")
         finally:
             with self._connections_lock:
-                del self._connections[conn]
+                self._connections.discard(conn)
                 self._held.discard(conn)
                 self._connections_lock.notify_all()
             conn.close()
@@ -361,11 +394,12 @@ class RuntimeApiServer:
         if self._acceptor is not None:
             self._acceptor.join()
         with self._connections_lock:
-            threads = list(self._connections.values())
             for conn in self._connections:
                 _shutdown_quietly(conn)
-        for thread in threads:
-            thread.join()
+        for _ in self._workers:
+            self._queue.put(None)  # after every connection: each is served (to its end) first
+        for worker in self._workers:
+            worker.join()
         self._listener.close()
 
     def mark_held(self, conn: socket.socket) -> None:
@@ -377,8 +411,7 @@ class RuntimeApiServer:
     def settle(self, timeout: float) -> None:
         """Wait until every connection is closed or held, i.e. nothing sent is left unread."""
         with self._connections_lock:
-            self._connections_lock.wait_for(lambda: self._connections.keys() <= self._held,
-                                            timeout)
+            self._connections_lock.wait_for(lambda: self._connections <= self._held, timeout)
 
 
 def _shutdown_quietly(conn: socket.socket) -> None:

@@ -9,12 +9,19 @@ generated pieces (so every parsing state meets a boundary), the client half-clos
 - every connection thread has ended, and the example left this process's RSS within a bound;
 - the server still serves: an unknown path gets its 404, and a `next` the event while it is
   still owed.
+
+`pytest -m fuzz` selects this tier. By default the examples are derandomized (every run, CI's
+included, executes the same ones, so a failure reproduces) and bounded to about a minute;
+`UDF_FUZZ_EXAMPLES=N` runs N fresh random examples per property for a longer search. Whatever
+a run finds becomes a regression test, with the input that found it, in
+tests/integration/runner/test_runtime_api.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -24,13 +31,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runner.runtime_api import Invocation, InvocationState, Phase, RuntimeApiServer
 from runner.runtime_api.server import NEXT_PATH
 
 CORPUS = Path(__file__).parent / "corpus" / "runtime_api"
+_ASKED = os.environ.get("UDF_FUZZ_EXAMPLES")
+EXAMPLES = int(_ASKED or "1000")
+FUZZ = settings(max_examples=EXAMPLES, derandomize=_ASKED is None, database=None,
+                deadline=None,  # each example is bounded by its own socket timeouts instead
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+pytestmark = [pytest.mark.fuzz,
+              # a longer search may take longer than the suite's per-test bound
+              pytest.mark.timeout(max(300, EXAMPLES // 10))]
 SEEDS = {path.name: path.read_bytes() for path in sorted(CORPUS.glob("*.http"))}
 REQUEST_ID = "RID"  # the request id the seeds answer
 EVENT = b'{"fuzz":true}'
@@ -257,6 +272,7 @@ def _run(name: str, sent: Sent, errors: _Errors) -> None:
     assert threading.active_count() < 20
 
 
+@FUZZ
 @given(sent=_sent(_mutated()))
 @example(sent=Sent(SEEDS["response_streamed.http"].replace(b"0\r\n\r\n", b"0\r\n"
                                                            + b"T: v\r\n" * 5000 + b"\r\n"), ()))
@@ -268,11 +284,13 @@ def test_mutated_seeds(sent: Sent, errors: _Errors) -> None:
     _run("mutated seeds", sent, errors)
 
 
+@FUZZ
 @given(sent=_sent(_built()))
 def test_requests_built_from_hostile_parts(sent: Sent, errors: _Errors) -> None:
     _run("built requests", sent, errors)
 
 
+@FUZZ
 @given(sent=_sent(st.binary(max_size=4096)))
 def test_random_bytes(sent: Sent, errors: _Errors) -> None:
     _run("random bytes", sent, errors)

@@ -278,7 +278,7 @@ def _run(name: str, sent: Sent, errors: _Errors) -> None:
                                                            + b"T: v\r\n" * 5000 + b"\r\n"), ()))
 @example(sent=Sent(SEEDS["response_streamed.http"].replace(b"5\r\n", b"5;" + b"e" * 70_000
                                                            + b"\r\n"), (4096,) * 8))
-@example(sent=Sent(SEEDS["invocation_error.http"].replace(b"Content-Length: 44",
+@example(sent=Sent(SEEDS["invocation_error.http"].replace(b"Content-Length: 45",
                                                           b"Content-Length: 1_0"), ()))
 def test_mutated_seeds(sent: Sent, errors: _Errors) -> None:
     _run("mutated seeds", sent, errors)

@@ -2,8 +2,8 @@
 
 `state` holds the protocol (a transition table that refuses what it does not allow),
 `server` the HTTP side (one method per endpoint, one renderer), `function_error` the parsing of
-what runtimes post as errors, and `_framing` the reading of request bodies. docs/runtime-api.md
-describes the behaviour.
+what runtimes post as errors, and `_http` the HTTP/1.1 itself (h11, with every size a client
+controls bounded). docs/runtime-api.md describes the behaviour.
 """
 
 from runner.runtime_api.function_error import parse_function_error

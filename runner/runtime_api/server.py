@@ -4,7 +4,8 @@ The child's runtime (a Rust `bootstrap`, `awslambdaric`, the Node client, bash +
 this server exactly as it would to Lambda (docs/runtime-api.md): it long-polls `next`, gets the
 task's event with the standard headers, and posts a response or an error. Each endpoint asks the
 state (`runner.runtime_api.state`) first and renders what it decided through `_render`, the one
-writer of JSON replies; the state's refusals become HTTP statuses only here.
+writer of JSON replies; the state's refusals become HTTP statuses only here. The HTTP itself
+(h11, and the bounds on what a client controls) is `runner.runtime_api._http`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ import logging
 import queue
 import re
 import socket
-import socketserver
-import sys
 import threading
 from collections.abc import Callable
 from contextlib import suppress
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO, cast
 from urllib.parse import unquote
 
 from runner.runtime_api import peers
-from runner.runtime_api._framing import Body, BodyReader, Truncated
+from runner.runtime_api._http import DRAIN_BYTES, Body, HttpConnection, Rejected, Request
 from runner.runtime_api.function_error import parse_function_error, stream_error
 from runner.runtime_api.state import (
     Hold,
@@ -46,6 +43,7 @@ __all__ = [
     "ERROR_BODY_TRAILER",
     "ERROR_TYPE_HEADER",
     "INIT_ERROR_PATH",
+    "MAX_CONNECTIONS",
     "NEXT_PATH",
     "RESPONSE_MODE_HEADER",
     "RuntimeApiServer",
@@ -67,105 +65,91 @@ _NOT_SUPPORTED = {
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
-#: Threads serving connections at once (an official client uses one or two).
+
+
+#: Threads serving connections at once (an official client uses one or two: the Node client,
+#: one for `next`, one for streamed answers).
 CONNECTION_THREADS = 8
+#: Connections open at once, served or waiting for a serving thread; more are refused.
+MAX_CONNECTIONS = 64
+#: Methods routed (to 404 or 405 when wrong); any other is not implemented.
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"})
 
 
-class _Rejected(Exception):  # noqa: N818 - a protocol reply, not a failure of the runner
-    """A request answered with a JSON error reply. Made afresh for every request: a shared
-    instance would grow its traceback with every raise."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-def _rejection(refusal: Refusal) -> _Rejected:
+def _rejection(refusal: Refusal) -> Rejected:
     """The reply Lambda gives for each refusal of the state."""
     match refusal:
         case NotAllowed():
-            return _Rejected(HTTPStatus.FORBIDDEN, "InvalidStateTransition", refusal.message)
+            return Rejected(HTTPStatus.FORBIDDEN, "InvalidStateTransition", refusal.message)
         case InvalidRequestId():
-            return _Rejected(HTTPStatus.BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
+            return Rejected(HTTPStatus.BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
         case TooLate():
-            return _Rejected(HTTPStatus.GONE, "InvokeTimeout", "Invoke timeout")
+            return Rejected(HTTPStatus.GONE, "InvokeTimeout", "Invoke timeout")
 
 
-def _too_large(limit: int) -> _Rejected:
-    return _Rejected(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RequestEntityTooLarge",
-                     f"Exceeded maximum allowed payload size ({limit} bytes).")
+def _too_large(limit: int) -> Rejected:
+    return Rejected(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RequestEntityTooLarge",
+                    f"Exceeded maximum allowed payload size ({limit} bytes).")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "udf-runner"
-    sys_version = ""
-    # The native Node client and Rust write headers and body in separate segments
-    # (docs/runtime-api.md#transport).
-    disable_nagle_algorithm = True
+def _check(refusal: Refusal | None) -> None:
+    if refusal is not None:
+        raise _rejection(refusal)
 
-    _reader: BodyReader | None = None
 
-    @property
-    def _server(self) -> RuntimeApiServer:
-        return cast(RuntimeApiServer, self.server)
+class _Client:
+    """One connection of the child: its requests, each routed to one endpoint method."""
 
-    @property
-    def _state(self) -> InvocationState:
-        return self._server.state
+    def __init__(self, server: RuntimeApiServer, http: HttpConnection) -> None:
+        self._server = server
+        self._state = server.state
+        self._http = http
+        self._request = Request("", "", {}, 0)
+        self._keep_alive = True
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are not logged: the child's own output is the record of what it did."""
+    def serve(self) -> None:
+        """Serve requests until the client closes, a reply ends the connection, or a `next`
+        is held until the server stops."""
+        while self._keep_alive:
+            try:
+                request = self._http.next_request()
+            except Rejected as rejected:
+                self._render_error(rejected)
+                break
+            if request is None:
+                return
+            self._request = request
+            self._dispatch()
+        # Enough for a body up to the limit that was refused before it was read.
+        self._http.linger(self._server.response_limit + DRAIN_BYTES)
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    def refuse(self, rejected: Rejected) -> None:
+        """Reply to a connection that is not served at all, and end it without waiting for
+        it (this runs in the accept loop)."""
+        self._keep_alive = False
+        self._render_error(rejected)
+        self._http.linger(DRAIN_BYTES, seconds=0)
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Malformed requests and unknown methods get the same JSON shape as everything else."""
-        self.close_connection = True
-        status = HTTPStatus(code)
-        self._render(code, {"errorMessage": message or status.phrase,
-                            "errorType": status.phrase.replace(" ", "")})
-
-    # Routing
-
-    def _dispatch(self, method: str) -> None:
-        path = self.path.split("?", 1)[0]
-        self._reader = None
+    def _dispatch(self) -> None:
         try:
-            self._route(path, method)()
-        except _Rejected as rejected:
-            self._drain()
-            self._render(rejected.status, {"errorMessage": rejected.message,
-                                           "errorType": rejected.error_type})
+            self._route()()
+        except Rejected as rejected:
+            self._refuse(rejected)
         finally:
             self._state.publish()
 
-    def _route(self, path: str, method: str) -> Callable[[], None]:
-        """The endpoint for `path`; 404 for an unknown path, 405 for a wrong method."""
+    def _route(self) -> Callable[[], None]:
+        """The endpoint for the request; 404 for an unknown path, 405 for a wrong method."""
+        method, path = self._request.method, self._request.path
+        if method not in _METHODS:
+            raise Rejected(HTTPStatus.NOT_IMPLEMENTED, "NotImplemented",
+                           f"{method} is not implemented")
         route, allowed = self._lookup(path)
         if route is None:
-            raise _Rejected(HTTPStatus.NOT_FOUND, "NotFound", f"No route for {path}")
+            raise Rejected(HTTPStatus.NOT_FOUND, "NotFound", f"No route for {path}")
         if method != allowed:
-            raise _Rejected(HTTPStatus.METHOD_NOT_ALLOWED, "MethodNotAllowed",
-                            f"{method} is not allowed on {path}; use {allowed}")
+            raise Rejected(HTTPStatus.METHOD_NOT_ALLOWED, "MethodNotAllowed",
+                           f"{method} is not allowed on {path}; use {allowed}")
         return route
 
     def _lookup(self, path: str) -> tuple[Callable[[], None] | None, str]:
@@ -189,10 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(invocation, NotAllowed):
             raise _rejection(invocation)
         if isinstance(invocation, Hold):
-            self._server.mark_held(self.connection)
+            self._server.mark_held(self._http.sock)
             self._state.hold()
-            self.close_connection = True
+            self._keep_alive = False
             return
+        self._drain()
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
             "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
@@ -202,42 +187,37 @@ class _Handler(BaseHTTPRequestHandler):
             "Lambda-Runtime-Cognito-Identity": invocation.cognito_identity,
         }
         self._send(HTTPStatus.OK, invocation.event, "application/json",
-                   {k: v for k, v in headers.items() if v})
+                   [(k, v) for k, v in headers.items() if v])
 
     def _response(self, request_id: str) -> None:
-        self._check(self._state.check_answer(request_id))
-        mode = self.headers.get(RESPONSE_MODE_HEADER)
+        _check(self._state.check_answer(request_id))
+        mode = self._header(RESPONSE_MODE_HEADER)
         if mode is not None and mode != "streaming":
-            self._check(self._state.record_answer(request_id, InvalidResponseMode(mode)))
-            raise _Rejected(HTTPStatus.BAD_REQUEST, "InvalidFunctionResponseMode",
-                            "Invalid function response mode")
+            _check(self._state.record_answer(request_id, InvalidResponseMode(mode)))
+            raise Rejected(HTTPStatus.BAD_REQUEST, "InvalidFunctionResponseMode",
+                           "Invalid function response mode")
         limit = self._server.response_limit
-        reader = self._body_reader(keep=limit)
-        body = self._read(reader.read)
+        body = self._body(limit)
         if body.overflowed:
-            # Too large is the answer as soon as it is known, before the rest is drained: a
-            # stream that never ends must end the invocation as too large, not at the deadline.
-            size = body.size if reader.chunked else reader.length
-            self._check(self._state.record_answer(request_id, Oversized(size, limit)))
+            # Too large is the answer as soon as it is known, before any more is read: a stream
+            # that never ends must end the invocation as too large, not at the deadline.
+            _check(self._state.record_answer(request_id, Oversized(body.size, limit)))
             self._state.publish()
-            self._read(reader.drain)
             raise _too_large(limit)
-        self._check(self._state.record_answer(request_id, self._stream_error(body) or Response(
-            bytes(body.data), self.headers.get("Content-Type", "application/octet-stream"))))
+        _check(self._state.record_answer(request_id, self._stream_error(body) or Response(
+            bytes(body.data), self._header("Content-Type") or "application/octet-stream")))
         self._accepted()
 
     def _invocation_error(self, request_id: str) -> None:
-        self._check(self._state.check_answer(request_id))
-        body = self._bounded_body()
-        error = parse_function_error(bytes(body.data), self.headers.get(ERROR_TYPE_HEADER),
+        _check(self._state.check_answer(request_id))
+        error = parse_function_error(self._error_body(), self._header(ERROR_TYPE_HEADER),
                                      "invocation")
-        self._check(self._state.record_answer(request_id, PostedError("invocation", error)))
+        _check(self._state.record_answer(request_id, PostedError("invocation", error)))
         self._accepted()
 
     def _init_error(self) -> None:
-        body = self._bounded_body()
-        error = parse_function_error(bytes(body.data), self.headers.get(ERROR_TYPE_HEADER), "init")
-        self._check(self._state.record_init_error(error))
+        error = parse_function_error(self._error_body(), self._header(ERROR_TYPE_HEADER), "init")
+        _check(self._state.record_init_error(error))
         self._accepted()
 
     def _not_supported(self, api: str) -> None:
@@ -247,10 +227,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # Bodies
 
-    @staticmethod
-    def _check(refusal: Refusal | None) -> None:
-        if refusal is not None:
-            raise _rejection(refusal)
+    def _header(self, name: str) -> str | None:
+        return self._request.headers.get(name.lower())
+
+    def _body(self, limit: int) -> Body:
+        """The request's body, read until it ends or first crosses `limit`. A declared length
+        over the limit is known at once: its size is the declared one, and nothing is read."""
+        declared = self._request.content_length
+        if declared is not None and declared > limit:
+            body = Body(keep=limit, size=declared)
+        else:
+            body = self._http.read_body(Body(keep=limit))
+        # The rest of a body over the limit is never read: the connection ends with the reply.
+        self._keep_alive = self._keep_alive and not body.overflowed
+        return body
 
     def _stream_error(self, body: Body) -> PostedError | None:
         """A stream that failed midway names its error in trailers
@@ -261,52 +251,29 @@ class _Handler(BaseHTTPRequestHandler):
         encoded = body.trailers.get(ERROR_BODY_TRAILER.lower(), "")
         return PostedError("invocation", stream_error(error_type, encoded))
 
-    def _bounded_body(self) -> Body:
+    def _error_body(self) -> bytes:
         limit = self._server.response_limit
-        body = self._read(self._body_reader(keep=limit).drain)
+        body = self._body(limit)
         if body.overflowed:
             raise _too_large(limit)
-        return body
+        return bytes(body.data)
 
     def _drain(self) -> None:
-        """Consume an unread body so the connection stays usable for the next request."""
-        if self.close_connection:
-            return
-        try:
-            reader = self._reader if self._reader is not None else self._body_reader(keep=0)
-            self._read(reader.drain)
-        except _Rejected:
-            self.close_connection = True
-
-    def _body_reader(self, keep: int) -> BodyReader:
-        """The request's body, to be read; the whole body is always read (or drained) before
-        the reply, which a reset caused by unread data would otherwise lose."""
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        length = 0 if chunked else self._content_length()
-        self._reader = BodyReader(cast(BinaryIO, self.rfile), chunked=chunked, length=length,
-                                  keep=keep)
-        return self._reader
-
-    def _read(self, step: Callable[[], Body]) -> Body:
-        try:
-            return step()
-        except Truncated:
-            self.close_connection = True
-            raise _Rejected(HTTPStatus.BAD_REQUEST, "TruncatedHTTPRequest",
-                            "HTTP request detected as truncated") from None
-
-    def _content_length(self) -> int:
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise _Rejected(HTTPStatus.BAD_REQUEST, "InvalidContentLength",
-                            "Content-Length is not a non-negative integer")
-        return length
+        """Read what is left of the body (a little of it) so that the connection can carry the
+        next request; a longer body ends the connection after the reply."""
+        if self._keep_alive and self._http.reading_body and not self._http.drain():
+            self._keep_alive = False
 
     # Replies
+
+    def _refuse(self, rejected: Rejected) -> None:
+        with suppress(Rejected):  # a body that breaks its framing ends the connection
+            self._drain()
+        self._render_error(rejected)
+
+    def _render_error(self, rejected: Rejected) -> None:
+        self._render(rejected.status, {"errorMessage": rejected.message,
+                                       "errorType": rejected.error_type})
 
     def _accepted(self) -> None:
         self._render(HTTPStatus.ACCEPTED, {"status": "OK"})
@@ -317,55 +284,41 @@ class _Handler(BaseHTTPRequestHandler):
                    "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+              headers: list[tuple[str, str]] | None = None) -> None:
+        self._keep_alive = self._http.send(status, body,
+                                           [("Content-Type", content_type), *(headers or [])],
+                                           close=not self._keep_alive)
 
 
-class RuntimeApiServer(ThreadingHTTPServer):
+class RuntimeApiServer:
     """The Runtime API for one child, on 127.0.0.1 and an ephemeral port.
 
     Every thread it uses is started by `start()`, before the child: the child's seccomp filter
     names the runner's threads that exist when it starts (runner.containment.seccomp), so none
-    started later could be signalled by the bundle. Connections are served by
-    `CONNECTION_THREADS` of them; more at once wait their turn. With `peer_uid`, only
-    connections from a socket of that uid are served (`peers`): not another runner's bundle on
-    the same machine.
+    started later could be signalled by the bundle. One thread accepts (blocking, so stopping
+    waits for no poll tick); `CONNECTION_THREADS` serve connections, and up to
+    `MAX_CONNECTIONS` wait their turn; more are refused. With `peer_uid`, only connections from
+    a socket of that uid are served (`peers`): not another runner's bundle on the same machine.
     """
 
-    daemon_threads = True
-    block_on_close = True  # server_close() joins every request thread: none outlives the attempt
-
     def __init__(self, state: InvocationState, *, response_limit: int,
-                 peer_uid: int | None = None) -> None:
+                 peer_uid: int | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
         self.state = state
         self.response_limit = response_limit
         self._peer_uid = peer_uid
-        self._connections: set[socket.socket] = set()
+        self._max_connections = max_connections
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._connections: set[socket.socket] = set()  # served or waiting in the queue
         self._held: set[socket.socket] = set()
         self._connections_lock = threading.Condition()
+        self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
         self._acceptor: threading.Thread | None = None
-        self._queue: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), a DNS round trip per attempt.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
 
     @property
     def address(self) -> str:
         """`host:port`, the value of `AWS_LAMBDA_RUNTIME_API`."""
-        return f"127.0.0.1:{self.server_port}"
+        return f"127.0.0.1:{self._listener.getsockname()[1]}"
 
     def start(self) -> None:
         """Start the threads: one accepting, `CONNECTION_THREADS` serving connections."""
@@ -377,19 +330,28 @@ class RuntimeApiServer(ThreadingHTTPServer):
         self._acceptor.start()
 
     def _accept(self) -> None:
-        # A blocking accept loop rather than serve_forever: stopping must not wait for a poll tick.
         while True:
             try:
-                conn, peer = self.socket.accept()
+                conn, _ = self._listener.accept()
             except OSError:
                 return  # stop() shut the listening socket down
             if not self._admits(conn):
                 _shutdown_quietly(conn)
                 conn.close()
                 continue
+            # The native Node client and Rust write headers and body in separate segments
+            # (docs/runtime-api.md#transport).
+            with suppress(OSError):  # reset already: its serving thread will find out
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._connections_lock:
-                self._connections.add(conn)
-            self.process_request(conn, peer)
+                full = len(self._connections) >= self._max_connections
+                if not full:
+                    self._connections.add(conn)
+                    self._connections_lock.notify_all()
+            if full:
+                self._refuse(conn)
+            else:
+                self._queue.put(conn)
 
     def _admits(self, conn: socket.socket) -> bool:
         """Whether `conn` comes from the attempt's own uid (always, without `peer_uid`)."""
@@ -400,29 +362,45 @@ class RuntimeApiServer(ThreadingHTTPServer):
         except OSError:  # /proc/net unreadable: nothing to go by
             return False
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Hand the connection to a serving thread (instead of starting one for it)."""
-        self._queue.put((request, client_address))
+    def _refuse(self, conn: socket.socket) -> None:
+        with conn, suppress(OSError):
+            _Client(self, HttpConnection(conn)).refuse(Rejected(
+                HTTPStatus.SERVICE_UNAVAILABLE, "TooManyConnections",
+                f"More than {self._max_connections} connections at once"))
 
     def _serve_queued(self) -> None:
-        while (item := self._queue.get()) is not None:
-            self.process_request_thread(*item)
+        while (conn := self._queue.get()) is not None:
+            self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            _Client(self, HttpConnection(conn)).serve()
+        except OSError:
+            pass  # a child killed mid-request resets its connection: expected, not an error
+        except Exception:
+            _log.exception("Runtime API request failed")
+        finally:
+            with self._connections_lock:
+                self._connections.discard(conn)
+                self._held.discard(conn)
+                self._connections_lock.notify_all()
+            conn.close()
 
     def stop(self) -> None:
         """Stop accepting, cut every connection (held `next` calls included), join all threads."""
         self.state.close()
         self.state.release()
-        _shutdown_quietly(self.socket)
+        _shutdown_quietly(self._listener)
         if self._acceptor is not None:
             self._acceptor.join()
         with self._connections_lock:
             for conn in self._connections:
                 _shutdown_quietly(conn)
         for _ in self._workers:
-            self._queue.put(None)
+            self._queue.put(None)  # after every connection: each is served (to its end) first
         for worker in self._workers:
             worker.join()
-        self.server_close()
+        self._listener.close()
 
     def mark_held(self, conn: socket.socket) -> None:
         """`conn` is parked in a held `next`: it will not send anything more."""
@@ -434,19 +412,6 @@ class RuntimeApiServer(ThreadingHTTPServer):
         """Wait until every connection is closed or held, i.e. nothing sent is left unread."""
         with self._connections_lock:
             self._connections_lock.wait_for(lambda: self._connections <= self._held, timeout)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A child killed mid-request resets its connection; that is expected, not an error."""
-        error = sys.exception()
-        if not isinstance(error, OSError):
-            _log.error("Runtime API request failed", exc_info=error)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-            self._held.discard(request)
-            self._connections_lock.notify_all()
-        super().shutdown_request(request)
 
 
 def _shutdown_quietly(conn: socket.socket) -> None:

@@ -8,14 +8,17 @@ Sections cited are those of docs/runtime-api.md.
 from __future__ import annotations
 
 import base64
+import gc
 import http.client
 import json
+import select
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +34,7 @@ from runner.runtime_api import (
     Response,
     RuntimeApiServer,
 )
-from runner.runtime_api.server import API, INIT_ERROR_PATH, NEXT_PATH
+from runner.runtime_api.server import API, INIT_ERROR_PATH, MAX_CONNECTIONS, NEXT_PATH
 from runner.settings import RESPONSE_CEILING, Settings
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:udf"
@@ -667,3 +670,308 @@ def test_stop_releases_everything_and_joins(api: Api) -> None:
     assert not any(t.name.startswith("runtime-api") and t.is_alive()
                    for t in threading.enumerate())
     idle.close()
+
+
+# --- bounds on what a client controls (issue 12, class 4) -------------------------------------
+
+MiB = 1024 * 1024
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes (the server runs in it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _post_head(api: Api, path: str, *headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {api.host}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _answer_path(api: Api, kind: str) -> str:
+    return f"{API}/runtime/invocation/{api.rid}/{kind}"
+
+
+@dataclass
+class Flood:
+    """What a client pushing bytes at the server saw: the reply (if one came while it was
+    still sending), how much it had sent, and the highest RSS of this process meanwhile."""
+
+    reply: Reply | None
+    sent: int
+    peak_rss: int
+
+
+def _read_reply(sock: socket.socket) -> Reply:
+    reply = http.client.HTTPResponse(sock)
+    try:
+        reply.begin()
+        return Reply(reply.status, reply.headers, reply.read())
+    finally:
+        reply.close()
+
+
+def _flood(api: Api, head: bytes, pieces: Iterable[bytes], *, end: bytes = b"") -> Flood:
+    """Send `head`, then `pieces` one by one until the server replies (a reply waiting to be
+    read stops the flood) or they run out; then `end`, and read the reply if none came yet."""
+    peak = _rss()
+    sent = 0
+    with socket.create_connection((api.host, api.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(head)
+        for piece in pieces:
+            if select.select([sock], [], [], 0)[0]:
+                return Flood(_read_reply(sock), sent, peak)
+            try:
+                sock.sendall(piece)
+            except OSError:  # the server cut the connection: its reply is already here
+                return Flood(_read_reply(sock), sent, peak)
+            sent += len(piece)
+            peak = max(peak, _rss())
+        if select.select([sock], [], [], 0)[0]:
+            return Flood(_read_reply(sock), sent, peak)
+        sock.sendall(end)
+        return Flood(None, sent, max(peak, _rss()))
+
+
+def _distinct_trailers(total: int, value_bytes: int = 60_000) -> Iterator[bytes]:
+    """`total` bytes of trailer fields, each with its own name (a dict keeps them all)."""
+    value = b"v" * value_bytes
+    batch = 16
+    for first in range(0, total // (value_bytes + 12), batch):
+        yield b"".join(b"T%d: %s\r\n" % (n, value) for n in range(first, first + batch))
+
+
+def test_endless_distinct_trailers_are_cut_and_memory_stays_flat(api: Api) -> None:
+    # 200 MiB of distinct trailer fields once grew the runner's RSS by as much.
+    api.next()
+    head = _streaming_request(api, b"1\r\na\r\n0\r\n")
+    before = _rss()
+
+    flood = _flood(api, head, _distinct_trailers(200 * MiB), end=b"\r\n")
+
+    assert flood.reply is not None, "the server read 200 MiB of trailers without refusing"
+    assert flood.reply.error() == (431, "RequestHeaderFieldsTooLarge")
+    assert flood.sent < 32 * MiB  # what the kernel buffers on both sides before the reply
+    assert flood.peak_rss - before < 16 * MiB
+    assert api.state.answer is None
+    assert api.answer("response", b'"after"').status == 202  # the runner still serves
+
+
+@pytest.mark.parametrize("fields", [
+    [f"T{n}: v" for n in range(200)],  # many small fields
+    [f"T: {'v' * 70_000}"],  # one large field, sent in one piece
+])
+def test_trailers_past_the_bounds_are_refused(api: Api, fields: list[str]) -> None:
+    api.next()
+    trailers = "".join(f"{field}\r\n" for field in fields).encode()
+
+    reply = api.raw(_streaming_request(api, b"1\r\na\r\n0\r\n" + trailers + b"\r\n"))
+
+    assert reply.error() == (431, "RequestHeaderFieldsTooLarge")
+    assert api.state.answer is None
+
+
+def _endless_chunks(piece: bytes = b"x" * 64) -> Iterator[bytes]:
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+    for _ in range(20_000):  # 1.4 MB: far past any small limit, and ends if never refused
+        yield chunk
+
+
+@pytest.mark.parametrize("path", ["error", "init"])
+def test_an_endless_error_body_is_cut_at_the_limit(api: Api, path: str) -> None:
+    # An endless response was cut at once; an endless error body was read to the deadline.
+    if path == "init":
+        target = INIT_ERROR_PATH
+    else:
+        api.next()
+        target = _answer_path(api, "error")
+    head = _post_head(api, target, "Transfer-Encoding: chunked")
+
+    flood = _flood(api, head, _endless_chunks(), end=b"0\r\n\r\n")
+
+    assert flood.reply is not None, f"the server read {flood.sent} bytes without refusing"
+    assert flood.reply.error() == (413, "RequestEntityTooLarge")
+    assert flood.reply.headers["Connection"] == "close"
+    assert flood.sent < 64 * 1024
+    assert api.state.answer is None
+
+
+def test_an_endless_response_is_refused_as_soon_as_it_crosses_the_limit(api: Api) -> None:
+    api.next()
+
+    flood = _flood(api, _streaming_request(api, b""), _endless_chunks(), end=b"0\r\n\r\n")
+
+    assert flood.reply is not None
+    assert flood.reply.error() == (413, "RequestEntityTooLarge")
+    assert isinstance(api.state.answer, Oversized)
+    assert SMALL_LIMIT < api.state.answer.size <= SMALL_LIMIT + 64
+
+
+def test_chunk_extensions_count_against_the_body(make_api: Callable[..., Api]) -> None:
+    # Chunks that are mostly extension carry almost no data, so a body made of them never
+    # crosses the data limit; their overhead is bounded instead, as Go's reader (Lambda's) does.
+    api = make_api(limit=MiB)
+    api.next()
+    chunk = b"1;ext=" + b"e" * 1000 + b"\r\nx\r\n"
+
+    flood = _flood(api, _streaming_request(api, b""), (chunk for _ in range(5_000)),
+                   end=b"0\r\n\r\n")
+
+    assert flood.reply is not None, "5 MB of chunk extensions were read without refusing"
+    assert flood.reply.error() == (400, "TruncatedHTTPRequest")
+    assert flood.sent < 256 * 1024
+    assert api.state.answer is None
+
+
+def test_a_chunk_extension_past_the_head_bound_is_refused(api: Api) -> None:
+    api.next()
+
+    reply = api.raw(_streaming_request(api, b"1;" + b"e" * 40_000 + b"\r\nx\r\n0\r\n\r\n"))
+
+    assert reply.status in {400, 431}
+    assert api.state.answer is None
+
+
+def test_many_bad_request_ids_leave_no_growing_traceback(api: Api) -> None:
+    # One shared exception, re-raised per bad id, once grew its traceback with every request.
+    api.next()
+    conn = api.connect()
+    body = b"x" * 1000
+    before = _rss()
+    try:
+        for _ in range(5_000):
+            assert api.answer("response", body, rid="bad", conn=conn).status == 400
+    finally:
+        conn.close()
+    gc.collect()
+
+    longest = max((_traceback_length(o) for o in gc.get_objects()
+                   if isinstance(o, BaseException)), default=0)
+
+    assert longest < 50
+    assert _rss() - before < 8 * MiB
+    assert api.answer("response", b'"ok"').status == 202
+
+
+def _traceback_length(error: BaseException) -> int:
+    length, tb = 0, error.__traceback__
+    while tb is not None:
+        length, tb = length + 1, tb.tb_next
+    return length
+
+
+@pytest.mark.parametrize("headers", [
+    ["Content-Length: 1_0"],
+    ["Content-Length: +5"],
+    ["Content-Length: -1"],
+    ["Content-Length: 0x5"],
+    ["Content-Length: 5.0"],
+    ["Content-Length: 5 5"],
+    ["Content-Length: 99999999999999999999999"],
+    ["Content-Length: 2", "Content-Length: 10"],  # conflicting
+    ["Content-Length: 5", "Content-Length: 5"],  # repeated
+    ["Content-Length: 5, 5"],
+    ["Content-Length: 5", "Transfer-Encoding: chunked"],  # both: a smuggling signal
+], ids=" | ".join)
+def test_a_malformed_or_conflicting_content_length_is_refused(api: Api,
+                                                               headers: list[str]) -> None:
+    api.next()
+
+    reply = api.raw(_post_head(api, _answer_path(api, "response"), *headers) + b"0123456789")
+
+    assert reply.error() == (400, "InvalidContentLength")
+    assert reply.headers["Connection"] == "close"
+    assert api.state.answer is None
+    assert api.answer("response", b'"whole"').status == 202
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "chunked, gzip", "gzip, chunked", "identity",
+                                      "chunked, chunked"])
+def test_an_unknown_transfer_encoding_is_refused(api: Api, encoding: str) -> None:
+    api.next()
+    head = _post_head(api, _answer_path(api, "response"), f"Transfer-Encoding: {encoding}")
+
+    reply = api.raw(head + b"5\r\nhello\r\n0\r\n\r\n")
+
+    assert reply.error() == (501, "NotImplemented")
+    assert api.state.answer is None
+
+
+def test_a_request_line_past_the_bound_is_refused(api: Api) -> None:
+    reply = api.raw(f"GET /{'a' * 20_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+
+    assert reply.error() == (431, "RequestHeaderFieldsTooLarge")
+
+
+@pytest.mark.parametrize(("count", "size", "status"), [
+    (100, 20, 200),  # at the bounds
+    (101, 20, 431),  # one field too many
+    (2, 16_000, 200),
+    (2, 17_000, 431),  # too many bytes, arriving in one piece
+])
+def test_headers_are_bounded_in_count_and_bytes(api: Api, count: int, size: int,
+                                                status: int) -> None:
+    fields = [f"X-{n}: {'v' * size}" for n in range(count - 1)]  # and Host
+    head = "\r\n".join([f"GET {NEXT_PATH} HTTP/1.1", "Host: x", *fields]) + "\r\n\r\n"
+
+    assert api.raw(head.encode()).status == status
+
+
+def test_connections_past_the_cap_are_refused(api: Api) -> None:
+    # Each open connection costs a descriptor, and a serving thread or a place in the queue.
+    held = [socket.create_connection((api.host, api.port), timeout=CLIENT_TIMEOUT)
+            for _ in range(MAX_CONNECTIONS)]
+    try:
+        with api.server._connections_lock:
+            assert api.server._connections_lock.wait_for(
+                lambda: len(api.server._connections) == MAX_CONNECTIONS, CLIENT_TIMEOUT)
+
+        extra = api.raw(f"GET {NEXT_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert extra.error() == (503, "TooManyConnections")
+    finally:
+        for sock in held:
+            sock.close()
+    with api.server._connections_lock:  # every connection ends with its client
+        assert api.server._connections_lock.wait_for(lambda: not api.server._connections,
+                                                     CLIENT_TIMEOUT)
+    assert api.next().status == 200  # and the server serves again
+
+
+def test_a_malformed_request_after_head_gets_its_reply(api: Api) -> None:
+    # Found by the fuzzing tier: the reply to a request h11 could not parse was framed by the
+    # method of the request before it, so after a HEAD the server thread failed mid-reply.
+    with socket.create_connection((api.host, api.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"HEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n\x00 / HTTP/1.1\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = sock.makefile("rb").read()
+
+    first, second = received.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 404 ")  # and no body: it answers a HEAD
+    replay, reader = socket.socketpair()  # the second reply, for http.client to read
+    with replay, reader:
+        replay.sendall(second)
+        replay.shutdown(socket.SHUT_WR)
+        reply = _read_reply(reader)
+    assert reply.error() == (400, "BadRequest")
+    assert reply.headers["Connection"] == "close"
+
+
+def test_a_client_that_expects_100_continue_is_told_to_go_on(api: Api) -> None:
+    # curl (bash bootstraps) asks before sending a body over 1 KiB; the fuzzing tier found the
+    # interim reply without its reason phrase.
+    api.next()
+    body = b"x" * 50
+    head = _post_head(api, _answer_path(api, "response"), "Expect: 100-continue",
+                      f"Content-Length: {len(body)}")
+    with socket.create_connection((api.host, api.port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert _read_reply(sock).status == 202
+    assert api.state.answer == Response(body, "application/octet-stream")

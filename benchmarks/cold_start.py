@@ -10,8 +10,8 @@ The harness is a threaded HTTP/1.1 Runtime API on loopback: it answers the child
 `/next` with the payload, records when that request arrives (with the child's VmHWM and CPU
 time at that moment) and when the response arrives, holds the second `/next`, and kills the
 child. The environment is Lambda's (`LAMBDA_TASK_ROOT`, `AWS_EXECUTION_ENV`, the X-Ray daemon
-address...) plus the template's variables, without `POWERTOOLS_TRACE_DISABLED`: tracing is on,
-as `Tracing: Active` deploys it.
+address...) plus the template's variables: whatever the function does for tracing with
+`Tracing: Active` happens here too.
 """
 
 from __future__ import annotations
@@ -175,8 +175,7 @@ def _memory_and_cpu(pid: int) -> tuple[float, float]:
 def lambda_environ(artifact: Artifact, runner_env: Mapping[str, str],
                    work_root: Path) -> dict[str, str]:
     """What Lambda and the template set for the function, pointed at the local stack."""
-    passed = {name: value for name, value in runner_env.items()
-              if name.startswith(_PASSED_ON) and name != "POWERTOOLS_TRACE_DISABLED"}
+    passed = {name: value for name, value in runner_env.items() if name.startswith(_PASSED_ON)}
     return {
         **passed,
         "PATH": "/usr/local/bin:/usr/bin:/bin",

@@ -1,8 +1,8 @@
 """The whole suite: build the fixtures, start the local stack, run every row, report.
 
 Rows that time the handler run in fresh worker processes (`benchmarks.worker`) configured as
-the deployed function is (its settings from the environment, Powertools' logs and metrics on,
-tracing off for want of an X-Ray daemon), so the runner's process holds nothing of the suite
+the deployed function is (its settings from the environment, Powertools' logs and metrics on),
+so the runner's process holds nothing of the suite
 or of the local stack. The stack (moto's S3 in its own process, the minter, the token issuer)
 runs in this process.
 """
@@ -94,8 +94,6 @@ def runner_environ(work_root: Path, endpoints: Mapping[str, str]) -> dict[str, s
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 

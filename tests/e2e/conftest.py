@@ -116,8 +116,6 @@ def lambda_environment(host: LambdaHost, stack: LocalStack, client: Path,
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 

@@ -95,6 +95,21 @@ def run_together[T](steps: Sequence[Callable[[Cancellation], T]]) -> list[T]:
     picks. One step runs in the calling thread, with no pool."""
     if len(steps) == 1:
         return [steps[0](NEVER)]
+    values, failures = _run(steps)
+    error = _first_error(failures)
+    if error is None:
+        return values
+    try:
+        raise error
+    finally:
+        # Neither this frame nor the discarded failures may stay referenced from the error's
+        # traceback: a cancelled download's frames hold its socket until they are freed.
+        del error, failures
+
+
+def _run[T](steps: Sequence[Callable[[Cancellation], T]]
+            ) -> tuple[list[T], list[BaseException | None]]:
+    """The values of the steps that succeeded, and each step's failure (or None)."""
     cancellation = Cancellation()
     with ThreadPoolExecutor(max_workers=min(len(steps), MAX_PARALLEL),
                             thread_name_prefix="udf-step") as pool:
@@ -104,8 +119,9 @@ def run_together[T](steps: Sequence[Callable[[Cancellation], T]]) -> list[T]:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             if any(_stops_the_others(future.exception()) for future in done):
                 cancellation.cancel()
-    _raise_first(futures)
-    return [future.result() for future in futures]
+    failures = [future.exception() for future in futures]
+    return [future.result() for future, failure in zip(futures, failures, strict=True)
+            if failure is None], failures
 
 
 def _stops_the_others(error: BaseException | None) -> bool:
@@ -114,11 +130,8 @@ def _stops_the_others(error: BaseException | None) -> bool:
     return not (isinstance(error, RunnerError) and error.is_retryable)
 
 
-def _raise_first[T](futures: Sequence[Future[T]]) -> None:
-    errors = [e for e in (future.exception() for future in futures)
-              if e is not None and not isinstance(e, CancelledError)]
+def _first_error(failures: Sequence[BaseException | None]) -> BaseException | None:
+    errors = [e for e in failures if e is not None and not isinstance(e, CancelledError)]
     bugs = [e for e in errors if not isinstance(e, RunnerError)]
     final = [e for e in errors if isinstance(e, RunnerError) and not e.is_retryable]
-    for first in (bugs, final, errors):
-        if first:
-            raise first[0]
+    return next(iter(bugs or final or errors), None)

@@ -156,8 +156,10 @@ def _download(client: S3Client, bucket: str, key: str, path: Path, *, max_bytes:
     hasher = hashlib.sha256()
     size = 0
     body = obj["Body"]
-    # A cancellation shuts the socket, so that a read blocked on a slow S3 returns at once.
-    with path.open("wb") as out, cancellation.aborting(lambda: _shut(body)):
+    # A cancellation shuts the socket, so that a read blocked on a slow S3 returns at once; the
+    # body is closed whatever happens, so that its connection is not left to the collector.
+    with (path.open("wb") as out, contextlib.closing(body),
+          cancellation.aborting(lambda: _shut(body))):
         while chunk := body.read(CHUNK):
             cancellation.check()
             size += len(chunk)

@@ -17,6 +17,7 @@ their own modules; this one only sequences them, times them and maps what they r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -214,9 +215,11 @@ class Pipeline:
             return found.path
         with attempt.phases("credentials"):
             credentials = minter.mint("read", [payload.bundle.uri], deadline, cancel)
-        with attempt.phases("fetch"):
-            fetched = fetch(payload.bundle.uri, sha256,
-                            client=self._s3_clients(credentials, deadline),
+        # The client is the task's (its credentials): closed here, so that its connections do
+        # not wait for the garbage collector (botocore clients live in reference cycles).
+        with (attempt.phases("fetch"),
+              contextlib.closing(self._s3_clients(credentials, deadline)) as client):
+            fetched = fetch(payload.bundle.uri, sha256, client=client,
                             dest_dir=self._settings.work_root / "downloads",
                             max_bytes=self._settings.max_bundle_bytes, deadline=deadline,
                             cancellation=cancel)

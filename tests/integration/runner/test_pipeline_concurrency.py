@@ -113,7 +113,9 @@ class SlowS3:
         try:
             if handler.connection.recv(1) == b"":
                 self.hung_up.set()
-        except (TimeoutError, ConnectionError):
+        except ConnectionError:  # a reset: closed with our bytes still unread, gone all the same
+            self.hung_up.set()
+        except TimeoutError:
             pass
         handler.close_connection = True
 

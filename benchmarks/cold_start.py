@@ -96,13 +96,15 @@ class RuntimeApiStub:
         self._server.server_close()
         self._thread.join()
 
-    def cold_start(self, argv: list[str], env: Mapping[str, str], event: bytes,
-                   log: Path) -> ColdStart:
-        """Spawn `argv`, serve it `event`, return the timings once it has answered."""
+    def cold_start(self, argv: list[str], env: Mapping[str, str], event: bytes, log: Path,
+                   cwd: Path) -> ColdStart:
+        """Spawn `argv` in `cwd` (Lambda starts the runtime in the task root, which `python -m`
+        puts first on the path), serve it `event`, return the timings once it has answered."""
         env = {**env, "AWS_LAMBDA_RUNTIME_API": self.address}
         run = self.run = _Run(event=event, started=time.perf_counter())
         with log.open("wb") as out:
-            child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out,
+                                     stderr=subprocess.STDOUT)
         run.pid = child.pid
         try:
             if not run.answered.wait(TIMEOUT_SECONDS) or run.error:
@@ -227,7 +229,8 @@ class ColdStarts:
             argv = [str(self.artifact.python), "-m", "awslambdaric", handler]
             try:
                 sample = self._stub.cold_start(argv, env, json.dumps(self.payload()).encode(),
-                                               self.base / "cold-start.log")
+                                               self.base / "cold-start.log",
+                                               self.artifact.task_root)
             finally:
                 shutil.rmtree(work_root, ignore_errors=True)
             if handler == RUNNER:

@@ -94,7 +94,7 @@ def test_the_cold_start_harness_serves_the_bare_handler_under_the_runtime_client
     stub = cold_start.RuntimeApiStub()
     try:
         sample = stub.cold_start([sys.executable, "-m", "awslambdaric", cold_start.BARE], env,
-                                 b'{"a":1}', tmp_path / "log")
+                                 b'{"a":1}', tmp_path / "log", tmp_path)
     finally:
         stub.close()
 

@@ -49,6 +49,7 @@ class ColdStart:
     response_s: float = 0.0  # spawn → first POST .../response
     peak_rss_mib: float = 0.0  # VmHWM when the first /next arrived
     cpu_s: float = 0.0  # CPU time of the process's threads when the first /next arrived
+    response_cpu_s: float = 0.0  # the same when the first response arrived
     response: bytes = b""
 
 
@@ -148,6 +149,7 @@ def _handler_for(stub: RuntimeApiStub) -> type[BaseHTTPRequestHandler]:
                 if not self.path.endswith("/response"):
                     run.error = f"POST {self.path}: {body[:2000]!r}"
                 run.sample.response_s = time.perf_counter() - run.started
+                run.sample.response_cpu_s = _memory_and_cpu(run.pid)[1]
                 run.sample.response = body
                 run.answered.set()
             self._reply(202, b'{"status":"OK"}', {"Content-Type": "application/json"})
@@ -268,6 +270,8 @@ def rows(samples: Mapping[str, list[ColdStart]], profile: dict[str, Any]) -> lis
         "cold task", "first response of a cold runner: a cache-miss task on the local stack",
         "the bare handler's first response (it returns the payload)", times("response_s"),
         kind="time", target=7.0, measured_key=RUNNER, floor_key=BARE,
+        cpu_at_response_ms={name: summary(values)
+                            for name, values in times("response_cpu_s").items()},
         task_timings_ms=[result["timings_ms"] for result in results])
     memory = ratio_row(
         "cold memory", "peak RSS (VmHWM) of the runner at its first GET /next",

@@ -14,9 +14,11 @@ their results in the order given, or raises one error chosen by a fixed preceden
    The error raised is the first non-retryable one in the order of `steps`; if there is none,
    the first retryable one. An exception that is not a `RunnerError` (a bug) comes first.
 
-So for the same outcomes of the steps the same error is reported, and it is the one that
-running them one after another, in that order, would have reported. Each step is bounded by the
-attempt's deadline on its own (every request's timeout is cut to what is left of it).
+So for the same outcomes of the steps the same error is reported: the one running them one
+after another, in that order, would have reported, except that a later step's non-retryable
+error wins over an earlier retryable one (a task that cannot succeed must not be retried). Each
+step is bounded by the attempt's deadline on its own (every request's timeout is cut to what is
+left of it).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from runner.errors import RunnerError
 
 __all__ = ["MAX_PARALLEL", "NEVER", "Cancellation", "CancelledError", "run_together"]
 
-#: Most steps in flight at once: the bundle, the write credentials and a few queries (the Query
-#: Service limits what one token may run at a time; more would only queue there).
+#: Most steps in flight at once: the bundle, the write credentials and two queries; more would
+#: only compete for the same two services (and for this environment's share of a CPU).
 MAX_PARALLEL = 4
 
 

@@ -131,7 +131,7 @@ class StackAccess:
     def client(self, service: Literal["sts"]) -> STSClient: ...
 
     def client(self, service: Literal["s3", "iam", "sts"]) -> Any:
-        """An admin boto3 client for the embedded `service`."""
+        """An admin (botocore) client for the embedded `service`."""
         return admin_client(service, self.s3_endpoint_url, self.admin, self.region)
 
     def upload(self, uri: str, data: bytes) -> str:
@@ -147,9 +147,9 @@ class StackAccess:
         return self.upload(uri, source.read_bytes() if isinstance(source, Path) else source)
 
 
-# Making a boto3 client takes a few hundred milliseconds (a session, the service's model): once
-# per stack and service is enough, and it keeps `invoke --watch` re-runs quick. Clients are
-# thread-safe.
+# Making a client takes tens of milliseconds even from a warm session (the service's model and
+# endpoint rules): once per stack and service is enough, and it keeps `invoke --watch` re-runs
+# quick. Clients are thread-safe.
 @functools.lru_cache(maxsize=32)
 def admin_client(service: str, endpoint_url: str, admin: AdminCredentials,
                  region: str = REGION) -> Any:

@@ -3,9 +3,9 @@ the suite, print the table, write the report as JSON (benchmarks/results/latest.
 with --quick, partial.json with --only).
 
 --quick runs small sizes and few repetitions: it checks that every row produces a number, not
-what the number is (CI machines are noisy). --only runs some groups of rows (import, invoke,
-bytes, memory), --runs sets the repetitions of the invoke and import rows, --strict fails
-when a row misses its target.
+what the number is (CI machines are noisy). --only runs some groups of rows (cold, network,
+cli, invoke, bytes, memory), --runs sets the repetitions of the invoke, cold, network and cli
+rows, --strict fails when a row misses its target.
 """
 
 from __future__ import annotations
@@ -65,14 +65,16 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=suite.GROUPS,
                         help="run only these groups of rows (repeatable)")
     parser.add_argument("--runs", type=int,
-                        help="repetitions of the invoke and import rows (default: the mode's)")
+                        help="repetitions of the invoke, cold, network and cli rows "
+                             "(default: the mode's)")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     groups = tuple(args.only or suite.GROUPS)
     sizes = suite.QUICK if args.quick else suite.FULL
     if args.runs:
         sizes = replace(sizes, invoke_runs=args.runs, node_runs=args.runs,
-                        payload_runs=args.runs, import_runs=args.runs)
+                        payload_runs=args.runs, cold_runs=args.runs,
+                        network_runs=args.runs, cli_runs=args.runs)
     result = suite.run(sizes, mode, groups)
     name = "quick" if args.quick else "latest" if groups == suite.GROUPS else "partial"
     out = args.out or fixtures.RESULTS / f"{name}.json"

@@ -11,8 +11,9 @@ from benchmarks.stats import median, summary
 
 #: "time": the ratio is measured time / floor time (lower is better, target is a ceiling);
 #: "throughput": floor time / measured time on the same bytes (higher is better, a floor);
+#: "memory": measured MiB / floor MiB (lower is better, target is a ceiling);
 #: "megabytes": the row is an amount, not a ratio (a ceiling).
-Kind = Literal["time", "throughput", "megabytes"]
+Kind = Literal["time", "throughput", "memory", "megabytes"]
 
 
 @dataclass
@@ -62,9 +63,10 @@ def ratio_row(name: str, measured: str, floor: str, times: dict[str, list[float]
     """A row from interleaved times: the ratio of the two medians, and each one's summary."""
     ours, base = median(times[measured_key]), median(times[floor_key])
     value = base / ours if kind == "throughput" else ours / base
+    unit, scale = ("mib", 1.0) if kind == "memory" else ("ms", 1000.0)
     return Row(name, measured, floor, kind, target, round(value, 3),
-               {"measured_ms": summary(times[measured_key]),
-                "floor_ms": summary(times[floor_key]), **details})
+               {f"measured_{unit}": summary(times[measured_key], scale),
+                f"floor_{unit}": summary(times[floor_key], scale), **details})
 
 
 def table(rows: list[Row], *, verdicts: bool = True) -> str:
@@ -73,17 +75,18 @@ def table(rows: list[Row], *, verdicts: bool = True) -> str:
     lines = [f"{'row':<14} {'ratio':>9}  {'target':<22} {'':4} {'measured (median)':>18} "
              f"{'floor (median)':>15}"]
     for row in rows:
-        measured = row.details.get("measured_ms", {}).get("median")
-        floor = row.details.get("floor_ms", {}).get("median")
+        unit = "MiB" if row.kind == "memory" else "ms"
+        measured = row.details.get(f"measured_{unit.lower()}", {}).get("median")
+        floor = row.details.get(f"floor_{unit.lower()}", {}).get("median")
         lines.append(
             f"{row.name:<14} {row.value_text:>9}  {row.target_text:<22} "
             f"{('ok' if row.passed else 'MISS') if verdicts else '':4} "
-            f"{_ms(measured):>18} {_ms(floor):>15}")
+            f"{_figure(measured, unit):>18} {_figure(floor, unit):>15}")
     return "\n".join(lines)
 
 
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f} ms"
+def _figure(value: float | None, unit: str) -> str:
+    return "" if value is None else f"{value:.2f} {unit}"
 
 
 def write(path: Path, report: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 """The whole suite: build the fixtures, start the local stack, run every row, report.
 
 Rows that time the handler run in fresh worker processes (`benchmarks.worker`) configured as
-the deployed function is (its settings from the environment, Powertools' logs and metrics on,
-tracing off for want of an X-Ray daemon), so the runner's process holds nothing of the suite
+the deployed function is (its settings from the environment, Powertools' logs and metrics on),
+so the runner's process holds nothing of the suite
 or of the local stack. The stack (moto's S3 in its own process, the minter, the token issuer)
 runs in this process.
 """
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import cold_import, extract, fetch, fixtures, machine, memory
+from benchmarks import artifact, cli, cold_start, extract, fetch, fixtures, machine, memory
 from benchmarks.report import Row
 from runner.bundle.extract import extract as extract_zip
 from runner.bundle.extract import limits_from
@@ -42,6 +42,13 @@ SANDBOX_UID = 64210
 EVENT = {"hello": "world"}
 PAYLOAD_BYTES = 6_000_000
 TIMEOUT_MS = 30_000
+#: The network row: the latency injected per call, and the task's input queries.
+DELAY_MS = 25
+QUERIES = {
+    "blocks": "select count(*) as n, max(number) as last from blocks",
+    "tokens": "select symbol, decimals from erc20_tokens order by symbol",
+    "transfers": "select token, count(*) as n from erc20_transfers group by token order by n",
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,9 @@ class Sizes:
     invoke_runs: int
     node_runs: int
     payload_runs: int
-    import_runs: int
+    cold_runs: int
+    network_runs: int
+    cli_runs: int
     byte_runs: int  # verify, fetch, extract
     object_bytes: int  # verify, fetch
     extract_files: int
@@ -60,10 +69,12 @@ class Sizes:
     memory_processes: int
 
 
-FULL = Sizes(invoke_runs=41, node_runs=31, payload_runs=21, import_runs=21, byte_runs=9,
+FULL = Sizes(invoke_runs=41, node_runs=31, payload_runs=21, cold_runs=15, network_runs=15,
+             cli_runs=9, byte_runs=9,
              object_bytes=100_000_000, extract_files=5000, extract_bytes=100_000_000,
              memory_bytes=200_000_000, memory_processes=3)
-QUICK = Sizes(invoke_runs=3, node_runs=3, payload_runs=3, import_runs=3, byte_runs=3,
+QUICK = Sizes(invoke_runs=3, node_runs=3, payload_runs=3, cold_runs=2, network_runs=2,
+              cli_runs=1, byte_runs=3,
               object_bytes=4_000_000, extract_files=200, extract_bytes=4_000_000,
               memory_bytes=16_000_000, memory_processes=1)
 
@@ -83,8 +94,6 @@ def runner_environ(work_root: Path, endpoints: Mapping[str, str]) -> dict[str, s
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 
@@ -112,18 +121,27 @@ class Suite:
         self.settings = Settings.from_env(self.env)
         self.bootstrap = fixtures.build_bootstrap()
 
-    def task(self, name: str, bundle: bytes, runtime: str, handler: str) -> dict[str, Any]:
-        """A task payload for `bundle`, uploaded under `name`, with a token for it."""
+    def task(self, name: str, bundle: bytes, runtime: str, handler: str, *,
+             queries: Mapping[str, str] | None = None,
+             outputs: bool = False) -> dict[str, Any]:
+        """A task payload for `bundle`, uploaded under `name`, with a token for it (and for the
+        datasets of `queries` and an output prefix, when asked)."""
         from devstack.claims import Grant
 
         uri = f"s3://udf-bundles/bench/{name}.zip"
         sha256 = self.stack.access.upload_bundle(bundle, uri)
-        token = self.stack.issue_token(Grant.for_task(task_id=f"bench-{name}", attempt=1,
-                                                      bundle_uri=uri, bundle_sha256=sha256))
+        datasets = sorted({"blocks", "erc20_tokens", "erc20_transfers"}) if queries else []
+        prefix = f"s3://udf-outputs/bench/{name}/" if outputs else None
+        token = self.stack.issue_token(Grant.for_task(
+            task_id=f"bench-{name}", attempt=1, bundle_uri=uri, bundle_sha256=sha256,
+            datasets=datasets, output_prefix=prefix))
         return {"schema_version": 1, "task_id": f"bench-{name}", "attempt": 1,
                 "capability_token": token,
                 "bundle": {"uri": uri, "sha256": sha256, "runtime": runtime, "handler": handler},
-                "event": EVENT, "timeout_ms": TIMEOUT_MS}
+                "event": EVENT, "timeout_ms": TIMEOUT_MS,
+                **({"inputs": {"datasets": datasets, "queries": dict(queries)}}
+                   if queries else {}),
+                **({"outputs": {"s3_prefix": prefix}} if prefix else {})}
 
     def floor_root(self, name: str, bundle: bytes) -> Path:
         """The bundle extracted where the floors start their child."""
@@ -168,6 +186,51 @@ class Suite:
         result = self.worker(job, self.env)
         return {**result, **self.worker({**job, "kind": "breakdown"}, self.env)}
 
+    def cold_rows(self) -> list[Row]:
+        """cold start, cold task, cold memory: the built function under awslambdaric."""
+        built = artifact.build(self.base / "artifact")
+        payload = self.task("cold", fixtures.provided_bundle(self.bootstrap), "provided",
+                            "trivial")
+        starts = cold_start.ColdStarts(built, self.env, self.base, lambda: payload)
+        try:
+            samples = starts.measure(self.sizes.cold_runs)
+        finally:
+            starts.close()
+        profile = cold_start.import_profile(built, self.env, self.base / "cold-profile")
+        return cold_start.rows(samples, profile)
+
+    def network_row(self) -> Row:
+        """network: a warm worker whose services are behind latency-injecting proxies."""
+        provided = fixtures.provided_bundle(self.bootstrap)
+        task = self.task("network", provided, "provided", "trivial", queries=QUERIES,
+                         outputs=True)
+        local = self.task("network-local", provided, "provided", "trivial")
+        access = self.stack.access
+        with latency_proxies(DELAY_MS, [access.minter_url, access.query_url,
+                                        access.s3_endpoint_url]) as (minter, query, s3):
+            env = {**self.env, "UDF_RUNNER_MINTER_URL": minter, "UDF_RUNNER_QUERY_URL": query,
+                   "UDF_RUNNER_S3_ENDPOINT_URL": s3}
+            result = self.worker({"kind": "network", "runs": self.sizes.network_runs,
+                                  "task": task, "local": local, "delay_ms": DELAY_MS,
+                                  "endpoints": {"minter": minter, "query": query, "s3": s3}},
+                                 env)
+        return Row.from_json(result["row"])
+
+    def cli_rows(self) -> list[Row]:
+        """cli devstack, cli no stack: `udf-runner invoke` as a developer runs it."""
+        bundle_dir = self.floor_root("cli", fixtures.provided_bundle(self.bootstrap))
+        work_root = self.base / "cli-work"
+        work_root.mkdir(mode=0o755)
+        env = {**{k: v for k, v in self.env.items()
+                  if not k.startswith(("UDF_RUNNER_", "POWERTOOLS_"))},
+               "UDF_RUNNER_WORK_ROOT": str(work_root),
+               "UDF_RUNNER_SANDBOX_UID": str(SANDBOX_UID),
+               "UDF_RUNNER_SANDBOX_GID": str(SANDBOX_UID)}
+        stack_env = self.stack.access.to_environ()
+        host = stack_env["UDF_DEVSTACK_ISSUER_URL"].removeprefix("http://")
+        return cli.rows(bundle_dir, env, stack_env, stack_host=host, cwd=fixtures.REPO,
+                        runs=self.sizes.cli_runs)
+
     def byte_rows(self) -> list[Row]:
         """verify, verify cached, fetch and extract."""
         data = os.urandom(self.sizes.object_bytes)
@@ -207,9 +270,10 @@ class Suite:
 
 
 #: The groups of rows, each measured on its own (`--only`).
-GROUPS = ("import", "invoke", "bytes", "memory")
-ORDER = ["warm invoke", "cold import", "verify", "verify, cached", "extract", "fetch", "payload",
-         "node", "memory"]
+GROUPS = ("cold", "network", "cli", "invoke", "bytes", "memory")
+ORDER = ["cold start", "cold task", "cold memory", "network", "cli devstack", "cli no stack",
+         "warm invoke", "verify", "verify, cached", "extract", "fetch", "payload", "node",
+         "memory"]
 
 
 def run(sizes: Sizes, mode: str, groups: tuple[str, ...] = GROUPS) -> dict[str, Any]:
@@ -223,8 +287,12 @@ def run(sizes: Sizes, mode: str, groups: tuple[str, ...] = GROUPS) -> dict[str, 
     with scratch_dir() as base, LocalStack.start() as stack:
         suite = Suite(base, sizes, stack)
         described = machine.describe(suite.work_root, fixtures.NODE_LAYER / "bin" / "node")
-        if "import" in groups:
-            rows.append(cold_import.row(suite.env, fixtures.REPO, sizes.import_runs))
+        if "cold" in groups:
+            rows += suite.cold_rows()
+        if "network" in groups:
+            rows.append(suite.network_row())
+        if "cli" in groups:
+            rows += suite.cli_rows()
         if "invoke" in groups:
             invoked = suite.invoke_rows()
             rows += [Row.from_json(row) for row in invoked["rows"]]
@@ -241,6 +309,22 @@ def run(sizes: Sizes, mode: str, groups: tuple[str, ...] = GROUPS) -> dict[str, 
         "containment_ms": invoked.get("containment_ms", {}),
         "breakdown_ms": invoked.get("breakdown_ms", {}),
     }
+
+
+@contextmanager
+def latency_proxies(delay_ms: int, urls: list[str]) -> Iterator[list[str]]:
+    """`benchmarks.latency` in its own process, in front of `urls`; the proxies' URLs."""
+    proxy = subprocess.Popen([sys.executable, "-m", "benchmarks.latency", str(delay_ms), *urls],
+                             cwd=fixtures.REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proxy.stdout is not None
+        proxied: list[str] = json.loads(proxy.stdout.readline())
+        yield proxied
+    finally:
+        proxy.kill()
+        proxy.wait()
+        if proxy.stdout:
+            proxy.stdout.close()
 
 
 def incomplete(report: Mapping[str, Any]) -> list[str]:

@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import breakdown, invoke, memory
+from benchmarks import breakdown, invoke, memory, network
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
-    """Run `job` ("invoke", "breakdown" or "memory") and return what it measured."""
+    """Run `job` ("invoke", "breakdown", "network" or "memory") and return what it measured."""
+    if job["kind"] == "network":
+        return {"row": network.row(job["task"], job["local"], job["endpoints"],
+                                   runs=job["runs"], delay_ms=job["delay_ms"]).to_json()}
     if job["kind"] == "memory":
         growth, details = memory.peak_growth(job["warmup"], job["payload"])
         return {"growth_mb": growth, "details": details}

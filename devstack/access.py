@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import json
-import urllib.error
-import urllib.request
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
-
-import boto3
+from urllib.parse import urlsplit
 
 from devstack.claims import Grant
 from devstack.s3_uri import S3Uri
@@ -103,21 +102,26 @@ class StackAccess:
         )
 
     def issue_token(self, grant: Grant) -> str:
-        """A capability token for `grant`, from the stack's issuer (`POST /v1/tokens`)."""
-        request = urllib.request.Request(  # noqa: S310 - the URL is the stack's own http URL
-            f"{self.issuer_url}/v1/tokens",
-            data=grant.model_dump_json().encode(),
-            headers={"Content-Type": "application/json",
-                     "Authorization": f"Bearer {self.issuer_key}"},
-            method="POST",
-        )
+        """A capability token for `grant`, from the stack's issuer (`POST /v1/tokens`).
+        Plain `http.client`: the issuer is on loopback, and urllib.request would build a TLS
+        context (loading the CA store) for an http:// URL."""
+        where = urlsplit(self.issuer_url)
+        connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port,
+                                                timeout=_ISSUER_TIMEOUT_SECONDS)
         try:
-            with urllib.request.urlopen(request, timeout=_ISSUER_TIMEOUT_SECONDS) as response:  # noqa: S310
-                return str(json.load(response)["token"])
-        except urllib.error.HTTPError as e:
-            raise StackError(f"the token issuer refused: {e.code} {e.read().decode()}") from e
+            connection.request("POST", f"{where.path.rstrip('/')}/v1/tokens",
+                               body=grant.model_dump_json().encode(),
+                               headers={"Content-Type": "application/json",
+                                        "Authorization": f"Bearer {self.issuer_key}"})
+            response = connection.getresponse()
+            body = response.read()
         except OSError as e:
             raise StackError(f"the token issuer is unreachable: {e}") from e
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise StackError(f"the token issuer refused: {response.status} {body.decode()}")
+        return str(json.loads(body)["token"])
 
     @overload
     def client(self, service: Literal["s3"]) -> S3Client: ...
@@ -127,7 +131,7 @@ class StackAccess:
     def client(self, service: Literal["sts"]) -> STSClient: ...
 
     def client(self, service: Literal["s3", "iam", "sts"]) -> Any:
-        """An admin boto3 client for the embedded `service`."""
+        """An admin (botocore) client for the embedded `service`."""
         return admin_client(service, self.s3_endpoint_url, self.admin, self.region)
 
     def upload(self, uri: str, data: bytes) -> str:
@@ -143,17 +147,27 @@ class StackAccess:
         return self.upload(uri, source.read_bytes() if isinstance(source, Path) else source)
 
 
-# Making a boto3 client takes a few hundred milliseconds (a session, the service's model): once
-# per stack and service is enough, and it keeps `invoke --watch` re-runs quick. Clients are
-# thread-safe.
+# Making a client takes tens of milliseconds even from a warm session (the service's model and
+# endpoint rules): once per stack and service is enough, and it keeps `invoke --watch` re-runs
+# quick. Clients are thread-safe.
 @functools.lru_cache(maxsize=32)
 def admin_client(service: str, endpoint_url: str, admin: AdminCredentials,
                  region: str = REGION) -> Any:
-    """A boto3 client for the embedded `service` with the admin credentials."""
-    return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]  # checked by the callers' Literal types
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=admin.access_key_id,
-        aws_secret_access_key=admin.secret_access_key,
-    )
+    """A client for the embedded `service` with the admin credentials: botocore's, from one
+    session for the whole process (each session loads the service models again, and boto3's
+    import alone costs more than the command that needs one upload)."""
+    with _SESSION_LOCK:  # a botocore session is not safe to share between threads unguarded
+        return _session().create_client(
+            service, endpoint_url=endpoint_url, region_name=region,
+            aws_access_key_id=admin.access_key_id,
+            aws_secret_access_key=admin.secret_access_key)
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> Any:
+    import botocore.session  # noqa: PLC0415 - only the commands that talk to S3 pay for it
+
+    return botocore.session.get_session()

@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from runner.observability import logger, metrics, tracer
+from runner.observability import logger, metrics
 from runner.pipeline import InvokeContext, Pipeline
 from runner.settings import Settings
 
@@ -20,7 +20,6 @@ PIPELINE = Pipeline(SETTINGS)
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Run one task attempt; the result is returned even when the task failed."""
     # Lambda sets the trace id anew for each invocation, so it is read here, not in Settings.

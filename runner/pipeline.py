@@ -1,7 +1,15 @@
 """One task attempt, from payload to result: the function's whole job, step by step.
 
-    payload → token → credentials → bundle (cache or fetch, verify) → input queries
-            → extract → entrypoint → invocation (Runtime API + child) → cleanup → result
+    payload → token ┬ bundle (cache, or mint read credentials → fetch, verify) ┬ extract
+                    ├ mint write credentials (outputs)                          ├ entrypoint
+                    └ input queries, each on its own                            ┘ invocation
+                                                                   (Runtime API + child)
+                                                                   → cleanup → result
+
+The steps between the token and the extraction need only the token, not each other, so they run
+at the same time (`runner.steps`: bounded, each within the attempt's deadline, a non-retryable
+failure cancelling the others, one error reported by a fixed precedence: the bundle's, then the
+write credentials', then the queries' in the payload's order).
 
 Every task-level problem becomes a failed result; nothing here raises for one. The steps live in
 their own modules; this one only sequences them, times them and maps what they raise.
@@ -9,6 +17,7 @@ their own modules; this one only sequences them, times them and maps what they r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -32,10 +41,11 @@ from runner.invoke.output import LineSink, stdout_sink
 from runner.models import BundleInfo, TaskPayload, TaskResult
 from runner.observability import Phases, logger, record_result
 from runner.platform import ServiceClient, capability
-from runner.platform.minter import MinterClient
+from runner.platform.minter import MinterClient, ScopedCredentials
 from runner.platform.query import INPUTS_KEY, TRUNCATED_MESSAGE, QueryClient
 from runner.runtime_api.state import Response
 from runner.settings import LAMBDA_RESPONSE_LIMIT, Settings
+from runner.steps import MAX_PARALLEL, Cancellation, run_together
 
 __all__ = [
     "CLEANUP_MARGIN_MS",
@@ -62,6 +72,21 @@ class _Attempt:
     outcome: InvocationOutcome | None = None
 
 
+@dataclass
+class _Prepared:
+    """What the steps before the extraction produced (each step sets its own field)."""
+
+    zip_path: Path | None = None
+    credentials: ScopedCredentials | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def bundle(self) -> Path:
+        """The verified zip (set whenever the steps succeeded)."""
+        if self.zip_path is None:
+            raise SandboxError("internal error: the bundle step ended without a bundle")
+        return self.zip_path
+
+
 @dataclass(frozen=True)
 class InvokeContext:
     """What the pipeline needs from the Lambda invocation that carries the task."""
@@ -80,7 +105,7 @@ class Pipeline:
                                                    endpoint_url=settings.s3_endpoint_url,
                                                    max_attempts=settings.s3_max_attempts)
         self._sink = sink
-        self._pool = urllib3.PoolManager(retries=False, maxsize=4)
+        self._pool = urllib3.PoolManager(retries=False, maxsize=MAX_PARALLEL)
         self._cache = BundleCache(settings.work_root / "cache", settings.cache_max_bytes)
         self._containment = Containment.start(settings, keep=[self._cache.root])
         logger.info("containment", extra=self._containment.log_fields())
@@ -118,24 +143,22 @@ class Pipeline:
         capability.check(payload)
         deadline = self._deadline(payload, context)
         token = payload.capability_token.get_secret_value()
-        minter = MinterClient(ServiceClient(self._settings.minter_url, token, pool=self._pool))
+        event = _event_object(payload)
         with ExitStack() as cleanup:
-            zip_path = self._bundle(payload, minter, deadline, attempt, cleanup)
-            child_credentials = None
-            if payload.outputs is not None:
-                with phases("credentials"):
-                    child_credentials = minter.mint("write", [payload.outputs.s3_prefix],
-                                                    deadline)
-            event = self._event(payload, token, deadline, phases)
+            prepared = self._prepare(payload, token, deadline, attempt, cleanup)
+            if payload.inputs.queries:
+                event = {**event, INPUTS_KEY: {"queries": {
+                    name: prepared.results[name] for name in payload.inputs.queries}}}
             task = runtimes.TaskEnvironment(
                 task_id=payload.task_id, attempt=payload.attempt, token=token,
                 query_url=self._settings.query_url, credentials_url=self._settings.minter_url,
                 output_prefix=payload.outputs.s3_prefix if payload.outputs else "",
-                credentials=child_credentials, user_env=payload.env,
+                credentials=prepared.credentials, user_env=payload.env,
                 s3_endpoint_url=self._settings.s3_endpoint_url or None,
             )
-            attempt.outcome = self._invoke(payload, zip_path, task=task, event=event,
-                                           deadline=deadline, context=context, phases=phases)
+            attempt.outcome = self._invoke(payload, prepared.bundle(), task=task,
+                                           event=_event_bytes(event), deadline=deadline,
+                                           context=context, phases=phases)
         return attempt.outcome.response
 
     def _deadline(self, payload: TaskPayload, context: InvokeContext) -> Deadline:
@@ -143,8 +166,43 @@ class Pipeline:
             return Deadline.after((payload.timeout_ms + LOCAL_SETUP_BUDGET_MS) / 1000)
         return Deadline.after(max(0, context.remaining_ms() - CLEANUP_MARGIN_MS) / 1000)
 
-    def _bundle(self, payload: TaskPayload, minter: MinterClient, deadline: Deadline,
-                attempt: _Attempt, cleanup: ExitStack) -> Path:
+    def _prepare(self, payload: TaskPayload, token: str, deadline: Deadline, attempt: _Attempt,
+                 cleanup: ExitStack) -> _Prepared:
+        """The verified zip, the write credentials (with outputs) and the input query results
+        (with queries), their steps run together."""
+        phases, prepared = attempt.phases, _Prepared()
+        minter = MinterClient(ServiceClient(self._settings.minter_url, token, pool=self._pool))
+
+        def bundle(cancel: Cancellation) -> None:
+            prepared.zip_path = self._bundle(payload, minter, deadline, attempt=attempt,
+                                             cleanup=cleanup, cancel=cancel)
+
+        def write(prefix: str) -> Callable[[Cancellation], None]:
+            def run(cancel: Cancellation) -> None:
+                with phases("credentials"):
+                    prepared.credentials = minter.mint("write", [prefix], deadline, cancel)
+            return run
+
+        client = QueryClient(ServiceClient(self._settings.query_url, token, pool=self._pool),
+                             max_rows=self._settings.query_max_rows)
+
+        def query(name: str, sql: str) -> Callable[[Cancellation], None]:
+            def run(cancel: Cancellation) -> None:
+                with phases("queries"):
+                    answer = client.run(name, sql, deadline, cancel)
+                if answer["truncated"]:
+                    logger.warning(TRUNCATED_MESSAGE, extra={"query": name,
+                                                             "rows": len(answer["rows"])})
+                prepared.results[name] = answer
+            return run
+
+        run_together([bundle,
+                      *([write(payload.outputs.s3_prefix)] if payload.outputs else []),
+                      *(query(name, sql) for name, sql in payload.inputs.queries.items())])
+        return prepared
+
+    def _bundle(self, payload: TaskPayload, minter: MinterClient, deadline: Deadline, *,
+                attempt: _Attempt, cleanup: ExitStack, cancel: Cancellation) -> Path:
         """The verified zip: from the cache (re-hashed) or fetched with minted credentials."""
         sha256 = payload.bundle.sha256
         with attempt.phases("verify"):
@@ -156,12 +214,15 @@ class Pipeline:
                                         cache_hit=True)
             return found.path
         with attempt.phases("credentials"):
-            credentials = minter.mint("read", [payload.bundle.uri], deadline)
-        with attempt.phases("fetch"):
-            fetched = fetch(payload.bundle.uri, sha256,
-                            client=self._s3_clients(credentials, deadline),
+            credentials = minter.mint("read", [payload.bundle.uri], deadline, cancel)
+        # The client is the task's (its credentials): closed here, so that its connections do
+        # not wait for the garbage collector (botocore clients live in reference cycles).
+        with (attempt.phases("fetch"),
+              contextlib.closing(self._s3_clients(credentials, deadline)) as client):
+            fetched = fetch(payload.bundle.uri, sha256, client=client,
                             dest_dir=self._settings.work_root / "downloads",
-                            max_bytes=self._settings.max_bundle_bytes, deadline=deadline)
+                            max_bytes=self._settings.max_bundle_bytes, deadline=deadline,
+                            cancellation=cancel)
         attempt.bundle = BundleInfo(sha256=sha256, bytes=fetched.size, cache_hit=False)
         return self._keep(fetched, cleanup)
 
@@ -171,31 +232,6 @@ class Pipeline:
         if not cached:
             cleanup.callback(path.unlink, missing_ok=True)
         return path
-
-    def _event(self, payload: TaskPayload, token: str, deadline: Deadline,
-               phases: Phases) -> bytes:
-        """The invocation event: the task's, with input query results under `INPUTS_KEY`."""
-        event = payload.event
-        if payload.inputs.queries:
-            if not isinstance(event, dict) or INPUTS_KEY in event:
-                raise InvalidPayloadError(
-                    f"event: with inputs.queries the event must be a JSON object without a "
-                    f"{INPUTS_KEY!r} key (the query results go there)")
-            client = QueryClient(ServiceClient(self._settings.query_url, token, pool=self._pool),
-                                 max_rows=self._settings.query_max_rows)
-            with phases("queries"):
-                results = client.run_all(payload.inputs.queries, deadline)
-            for name, answer in results.items():
-                if answer["truncated"]:
-                    logger.warning(TRUNCATED_MESSAGE, extra={"query": name,
-                                                             "rows": len(answer["rows"])})
-            event = {**event, INPUTS_KEY: {"queries": results}}
-        data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-        if len(data) > LAMBDA_RESPONSE_LIMIT:
-            raise QueryFailedError(f"the event with its query results is {len(data)} bytes, "
-                                   f"over Lambda's {LAMBDA_RESPONSE_LIMIT}-byte payload limit",
-                                   retryable=False)
-        return data
 
     def _invoke(self, payload: TaskPayload, zip_path: Path, *, task: runtimes.TaskEnvironment,
                 event: bytes, deadline: Deadline, context: InvokeContext,
@@ -237,6 +273,27 @@ class Pipeline:
         logger.info("task finished", extra={"status": built.status, "error_type": error_type,
                                             "timings_ms": timings})
         return built
+
+
+def _event_object(payload: TaskPayload) -> Any:
+    """The task's event, checked before any step runs: with input queries it must be an object
+    the results can be added to."""
+    if payload.inputs.queries and (not isinstance(payload.event, dict)
+                                   or INPUTS_KEY in payload.event):
+        raise InvalidPayloadError(
+            f"event: with inputs.queries the event must be a JSON object without a "
+            f"{INPUTS_KEY!r} key (the query results go there)")
+    return payload.event
+
+
+def _event_bytes(event: Any) -> bytes:
+    """The invocation event as sent to `/next` (the task's, with any query results)."""
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(data) > LAMBDA_RESPONSE_LIMIT:
+        raise QueryFailedError(f"the event with its query results is {len(data)} bytes, "
+                               f"over Lambda's {LAMBDA_RESPONSE_LIMIT}-byte payload limit",
+                               retryable=False)
+    return data
 
 
 def parse_payload(raw: Any, attempt: _Attempt) -> TaskPayload:

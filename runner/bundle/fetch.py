@@ -7,6 +7,7 @@ bundle is read with the task's minted credentials, never the runner's own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from runner.errors import (
     StorageUnavailableError,
 )
 from runner.platform.minter import ScopedCredentials
+from runner.steps import NEVER, Cancellation
 
 __all__ = [
     "CHUNK",
@@ -98,16 +100,17 @@ class S3Clients:
 
 
 def fetch(uri: str, expected_sha256: str, *, client: S3Client, dest_dir: Path, max_bytes: int,
-          deadline: Deadline) -> FetchedBundle:
+          deadline: Deadline, cancellation: Cancellation = NEVER) -> FetchedBundle:
     """Stream `uri` into a new file under `dest_dir` and verify it against the pin.
 
-    On any failure, a mismatch included, the partial file is deleted: nothing unverified is
-    left for extraction to find.
+    On any failure, a mismatch or a cancellation included, the partial file is deleted: nothing
+    unverified is left for extraction to find.
     """
     dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = dest_dir / f"{uuid.uuid4().hex}.part"
     try:
-        size, digest = _download_retrying(uri, client, path, max_bytes, deadline)
+        size, digest = _download_retrying(uri, client, path, max_bytes, deadline=deadline,
+                                          cancellation=cancellation)
         verify(digest, expected_sha256, uri)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -115,9 +118,10 @@ def fetch(uri: str, expected_sha256: str, *, client: S3Client, dest_dir: Path, m
     return FetchedBundle(path=path, size=size, sha256=digest)
 
 
-def _download_retrying(uri: str, client: S3Client, path: Path, max_bytes: int,
-                       deadline: Deadline) -> tuple[int, str]:
-    """Download, starting over when the stream breaks midway; S3's errors become ours."""
+def _download_retrying(uri: str, client: S3Client, path: Path, max_bytes: int, *,
+                       deadline: Deadline, cancellation: Cancellation) -> tuple[int, str]:
+    """Download, starting over when the stream breaks midway; S3's errors become ours. A
+    stream cut by a cancellation (see `_download`) ends it with `CancelledError`."""
     import botocore.exceptions as boto_errors  # noqa: PLC0415 - boto3 is lazy (see S3Clients)
 
     bucket, key = split_uri(uri)
@@ -125,20 +129,24 @@ def _download_retrying(uri: str, client: S3Client, path: Path, max_bytes: int,
               boto_errors.ReadTimeoutError)
     attempt = 1
     while True:
+        cancellation.check()
         try:
-            return _download(client, bucket, key, path, max_bytes)
+            return _download(client, bucket, key, path, max_bytes=max_bytes,
+                             cancellation=cancellation)
         except broken as e:
+            cancellation.check()
             if attempt >= STREAM_ATTEMPTS or deadline.remaining() <= 0:
                 raise StorageUnavailableError(f"reading {uri} kept failing: {e}") from e
             attempt += 1
         except boto_errors.ClientError as e:
             raise _client_error(uri, e) from e
         except (boto_errors.BotoCoreError, OSError) as e:
+            cancellation.check()
             raise StorageUnavailableError(f"could not read {uri}: {e}") from e
 
 
-def _download(client: S3Client, bucket: str, key: str, path: Path,
-              max_bytes: int) -> tuple[int, str]:
+def _download(client: S3Client, bucket: str, key: str, path: Path, *, max_bytes: int,
+              cancellation: Cancellation) -> tuple[int, str]:
     obj = client.get_object(Bucket=bucket, Key=key)
     declared = obj.get("ContentLength", 0)
     if declared > max_bytes:
@@ -148,8 +156,12 @@ def _download(client: S3Client, bucket: str, key: str, path: Path,
     hasher = hashlib.sha256()
     size = 0
     body = obj["Body"]
-    with path.open("wb") as out:
+    # A cancellation shuts the socket, so that a read blocked on a slow S3 returns at once; the
+    # body is closed whatever happens, so that its connection is not left to the collector.
+    with (path.open("wb") as out, contextlib.closing(body),
+          cancellation.aborting(lambda: _shut(body))):
         while chunk := body.read(CHUNK):
+            cancellation.check()
             size += len(chunk)
             if size > max_bytes:
                 body.close()
@@ -157,6 +169,16 @@ def _download(client: S3Client, bucket: str, key: str, path: Path,
             hasher.update(chunk)
             out.write(chunk)
     return size, hasher.hexdigest()
+
+
+def _shut(body: Any) -> None:
+    """Wake the thread blocked reading `body`: shut the socket under botocore's stream
+    (urllib3's `HTTPResponse.shutdown`, made for interrupting a read from another thread)."""
+    raw = getattr(body, "_raw_stream", None)  # botocore's StreamingBody keeps it there
+    shutdown = getattr(raw, "shutdown", None)
+    if callable(shutdown):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):  # already closed or reused
+            shutdown()
 
 
 def _client_error(uri: str, error: Any) -> Exception:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 
 from runner.deadline import Deadline
+from runner.steps import NEVER, Cancellation
 
 __all__ = ["RETRYABLE_STATUSES", "Reply", "ServiceClient", "ServiceUnavailable"]
 
@@ -73,12 +73,15 @@ class ServiceClient:
     def __repr__(self) -> str:  # never show the token
         return f"ServiceClient({self._base!r})"
 
-    def post(self, path: str, payload: dict[str, Any], deadline: Deadline) -> Reply:
-        """POST `payload`; a 2xx or a non-retryable status is returned, the rest retried."""
+    def post(self, path: str, payload: dict[str, Any], deadline: Deadline,
+             cancellation: Cancellation = NEVER) -> Reply:
+        """POST `payload`; a 2xx or a non-retryable status is returned, the rest retried.
+        A cancellation stops it before the next attempt or during a backoff."""
         body = json.dumps(payload).encode()
         reason = "no attempt fitted in the time budget"
         attempt = 0
         while attempt < self._max_attempts and deadline.remaining() > 0:
+            cancellation.check()
             attempt += 1
             reply, reason, retry_after = self._attempt(path, body, deadline)
             if reply is not None:
@@ -86,7 +89,7 @@ class ServiceClient:
             pause = self._pause(attempt, retry_after)
             if attempt >= self._max_attempts or pause >= deadline.remaining():
                 break
-            time.sleep(pause)  # backoff between attempts, not waiting for an event
+            cancellation.sleep(pause)  # backoff between attempts, cut short by a cancellation
         raise ServiceUnavailable(reason, attempt)
 
     def _attempt(self, path: str, body: bytes,

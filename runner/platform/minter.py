@@ -14,6 +14,7 @@ from typing import Literal
 from runner.deadline import Deadline
 from runner.errors import AccessDeniedError, CredentialsUnavailableError, TokenRejectedError
 from runner.platform._http import ServiceClient, ServiceUnavailable
+from runner.steps import NEVER, Cancellation
 
 __all__ = ["Access", "MinterClient", "ScopedCredentials"]
 
@@ -39,11 +40,13 @@ class MinterClient:
     def __init__(self, client: ServiceClient) -> None:
         self._client = client
 
-    def mint(self, access: Access, prefixes: list[str], deadline: Deadline) -> ScopedCredentials:
+    def mint(self, access: Access, prefixes: list[str], deadline: Deadline,
+             cancellation: Cancellation = NEVER) -> ScopedCredentials:
         """Credentials for `access` to `prefixes`, or the error the result reports."""
         try:
             reply = self._client.post("/v1/credentials",
-                                      {"access": access, "prefixes": prefixes}, deadline)
+                                      {"access": access, "prefixes": prefixes}, deadline,
+                                      cancellation)
         except ServiceUnavailable as e:
             raise CredentialsUnavailableError(f"credential minter unavailable: {e}") from e
         if reply.status == 401:

@@ -11,12 +11,12 @@ The results reach the function inside its event, under `INPUTS_KEY`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from runner.deadline import Deadline
 from runner.errors import QueryFailedError, TokenRejectedError
 from runner.platform._http import ServiceClient, ServiceUnavailable
+from runner.steps import NEVER, Cancellation
 
 __all__ = ["INPUTS_KEY", "TRUNCATED_MESSAGE", "QueryClient"]
 
@@ -34,11 +34,12 @@ class QueryClient:
         self._client = client
         self._max_rows = max_rows
 
-    def run(self, name: str, sql: str, deadline: Deadline) -> dict[str, Any]:
+    def run(self, name: str, sql: str, deadline: Deadline,
+            cancellation: Cancellation = NEVER) -> dict[str, Any]:
         """The result of one named query, or `Platform.QueryFailed` with the service's message."""
         try:
             reply = self._client.post("/v1/query", {"sql": sql, "max_rows": self._max_rows},
-                                      deadline)
+                                      deadline, cancellation)
         except ServiceUnavailable as e:
             raise QueryFailedError(f"query {name!r}: Query Service unavailable: {e}",
                                    retryable=True) from e
@@ -53,7 +54,3 @@ class QueryClient:
                                    retryable=True)
         return {"columns": body["columns"], "rows": body["rows"],
                 "truncated": bool(body["truncated"])}
-
-    def run_all(self, queries: Mapping[str, str], deadline: Deadline) -> dict[str, Any]:
-        """Every named query, in order; the first failure stops the task."""
-        return {name: self.run(name, sql, deadline) for name, sql in queries.items()}

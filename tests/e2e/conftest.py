@@ -92,7 +92,7 @@ def runtime_client() -> Iterator[Path]:
 def lambda_environment(host: LambdaHost, stack: LocalStack, client: Path,
                        work_root: Path) -> dict[str, str]:
     """What Lambda's python3.13 runtime and the template's configuration give the function
-    (the service URLs point at the local stack; X-Ray has no daemon here)."""
+    (the service URLs point at the local stack)."""
     return {
         "PATH": f"{PYTHON.parent}:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
         "LANG": "en_US.UTF-8", "TZ": ":UTC", "PYTHONUNBUFFERED": "1",
@@ -116,8 +116,6 @@ def lambda_environment(host: LambdaHost, stack: LocalStack, client: Path,
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 

@@ -86,9 +86,6 @@ def lambda_environment(build_dir: Path, work_root: Path) -> Mapping[str, str]:
         "POWERTOOLS_SERVICE_NAME": "udf-runner",
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
-        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
-        # No X-Ray daemon here (in Lambda it listens on a link-local address).
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 
@@ -108,8 +105,7 @@ def test_zip_root_holds_the_runner_package_and_its_dependencies(build_dir: Path)
     assert (root / "runner" / "__init__.py").is_file()
     assert (root / "runner" / "app.py").is_file()
     assert not (root / "runner" / "requirements.txt").exists()
-    for package in ("pydantic", "pydantic_core", "boto3", "botocore", "aws_lambda_powertools",
-                    "aws_xray_sdk"):
+    for package in ("pydantic", "pydantic_core", "boto3", "botocore", "aws_lambda_powertools"):
         assert (root / package / "__init__.py").is_file(), package
 
 

@@ -121,7 +121,6 @@ def test_tracing_is_active_and_powertools_keeps_payloads_out(
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
     # The payload holds the capability token; a result holds user data.
     assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
-    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
 
 
 def test_every_runner_variable_is_a_setting(function: Mapping[str, Any]) -> None:

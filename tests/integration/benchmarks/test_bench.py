@@ -8,12 +8,16 @@ yields a figure, `make bench` produces them.
 
 from __future__ import annotations
 
+import http.client
 import json
+import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks import fixtures
+from benchmarks import artifact, cold_start, fixtures, suite
 from benchmarks.floor import serve_one
 from benchmarks.report import ratio_row
 from benchmarks.stats import interleaved
@@ -21,6 +25,7 @@ from runner import runtimes
 from runner.containment import WorkDirs
 from runner.runtimes import nodejs
 from runner.settings import Settings
+from tests.support.scripted_server import Reply, scripted
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +83,42 @@ def test_runs_alternate_and_the_ratio_compares_medians() -> None:
     throughput = ratio_row("r", "ours", "floor", times, kind="throughput", target=0.3,
                            measured_key="a", floor_key="b")
     assert (round(throughput.value, 3), throughput.passed) == (0.333, True)
+
+
+def test_the_cold_start_harness_serves_the_bare_handler_under_the_runtime_client(
+        tmp_path: Path) -> None:
+    # The dev venv has awslambdaric, so its interpreter stands in for the built artifact.
+    here = artifact.Artifact(python=Path(sys.executable), task_root=tmp_path,
+                             runtime_client=tmp_path)
+    env = {**cold_start.lambda_environ(here, {}, tmp_path), "_HANDLER": cold_start.BARE}
+    stub = cold_start.RuntimeApiStub()
+    try:
+        sample = stub.cold_start([sys.executable, "-m", "awslambdaric", cold_start.BARE], env,
+                                 b'{"a":1}', tmp_path / "log", tmp_path)
+    finally:
+        stub.close()
+
+    assert json.loads(sample.response) == {"a": 1}
+    assert 0 < sample.next_s <= sample.response_s
+    assert sample.peak_rss_mib > 1
+    assert sample.cpu_s > 0
+
+
+def test_the_latency_proxy_delays_a_request_once_even_in_two_writes() -> None:
+    delay_ms = 300
+    with scripted(Reply(200, {"ok": True})) as service, \
+            suite.latency_proxies(delay_ms, [service.url]) as (proxied,):
+        where = urlsplit(proxied)
+        connection = http.client.HTTPConnection(where.hostname or "", where.port, timeout=10)
+        started = time.perf_counter()
+        connection.putrequest("POST", "/x")
+        connection.putheader("Content-Length", "2")
+        connection.endheaders()  # the headers in one write, the body in another, as urllib3 does
+        connection.send(b"{}")
+        answer = json.loads(connection.getresponse().read())
+        elapsed = time.perf_counter() - started
+        connection.close()
+
+    assert answer == {"ok": True}
+    assert delay_ms / 1000 <= elapsed < 2 * delay_ms / 1000
+    assert service.seen[0].body == b"{}"

@@ -103,9 +103,9 @@ def test_a_minter_answer_without_credentials_is_unavailable() -> None:
 
 def test_a_query_returns_columns_rows_and_truncation() -> None:
     with scripted(Reply(200, ROWS)) as server:
-        got = _query(server).run_all({"n": "select 1 as n"}, Deadline.after(5))
+        got = _query(server).run("n", "select 1 as n", Deadline.after(5))
 
-    assert got == {"n": ROWS}
+    assert got == ROWS
     assert server.seen[0].body == b'{"sql": "select 1 as n", "max_rows": 10}'
     assert server.seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
 

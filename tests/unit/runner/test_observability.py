@@ -4,6 +4,7 @@ outcome per result by error type."""
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -51,3 +52,16 @@ def test_phases_add_up_and_report_a_total() -> None:
     timings = phases.finish()
 
     assert timings == {"credentials": 15, "extract": 25, "total": 1500}
+
+
+def test_blocks_of_a_phase_at_the_same_time_count_once() -> None:
+    # start; mint A from 1 s, mint B from 2 s, B ends at 3 s, A at 5 s; a query 6-7 s; finish.
+    ticks = iter([0.0, 1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 8.0])
+    phases = Phases(clock=lambda: next(ticks))
+    with ExitStack() as both:
+        both.enter_context(phases("credentials"))
+        both.enter_context(phases("credentials"))
+    with phases("queries"):
+        pass
+
+    assert phases.finish() == {"credentials": 4000, "queries": 1000, "total": 8000}

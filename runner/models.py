@@ -207,13 +207,17 @@ class BundleInfo(BaseModel):
 
 
 class LogsInfo(BaseModel):
-    """The end of what the function printed, and how much it printed in all."""
+    """The end of what the function printed, how much it printed in all, and whether all of it
+    reached the log stream: `truncated` when any was dropped (`dropped_bytes` of it: over the
+    keep limit) or when the runner stopped the runtime while it was still writing (what it had
+    not yet written is not counted)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tail: str = ""
     bytes: int = 0
     truncated: bool = False
+    dropped_bytes: int = 0
 
 
 class TaskResult(BaseModel):

@@ -88,6 +88,9 @@ class Settings(BaseModel):
     log_keep_bytes: Bytes = 1024 * 1024
     log_tail_bytes: Annotated[int, Field(ge=0, le=16 * 1024)] = 4 * 1024
     log_line_bytes: Annotated[int, Field(ge=80, le=256 * 1024)] = 16 * 1024
+    # After the answer, how long the runtime may take to get back to `next` (or exit) while
+    # its output is still read: Node's writes to a pipe, a bootstrap's buffer flushed at exit.
+    log_flush_grace_ms: Annotated[int, Field(ge=0, le=10_000)] = 500
 
     # Containment (runner.containment, docs/security.md).
     # The uid/gid the child runs as when the runner is root: one no other service uses (it

@@ -22,8 +22,12 @@ from pathlib import Path
 
 from runner.containment import keyrings, procfs, seccomp
 from runner.containment.limits import Confinement
+from runner.invoke.output import CONSOLE
 
-__all__ = ["KILL_WAIT_SECONDS", "Child", "ChildSpec"]
+__all__ = ["KILL_WAIT_SECONDS", "TELEMETRY_LOG_FD", "Child", "ChildSpec"]
+
+#: The variable naming the telemetry log descriptor (Lambda's name; the Node client reads it).
+TELEMETRY_LOG_FD = "_LAMBDA_TELEMETRY_LOG_FD"
 
 #: How long to wait for processes to die once SIGKILLed; only a process stuck in the kernel
 #: (uninterruptible I/O) takes longer, and then the runner reports it rather than hang.
@@ -38,6 +42,10 @@ class ChildSpec:
     cwd: Path
     env: Mapping[str, str]
     confinement: Confinement = field(default_factory=Confinement)
+    # Give the child a pipe for Lambda's telemetry log frames, as Lambda gives its managed
+    # runtimes: their client writes console records there synchronously, so none is still
+    # queued in the runtime when it answers (Node's writes to a stdout pipe are asynchronous).
+    telemetry_log: bool = False
 
 
 def _preexec(confined: Confinement) -> Callable[[], None] | None:
@@ -66,20 +74,37 @@ class Child:
 
     def __init__(self, spec: ChildSpec) -> None:
         confined = spec.confinement
-        self._proc = subprocess.Popen(
-            list(spec.argv), cwd=spec.cwd, env=dict(spec.env),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            close_fds=True, start_new_session=True, umask=confined.umask,
-            user=confined.user, group=confined.group,
-            extra_groups=[] if confined.user is not None else None,
-            preexec_fn=_preexec(confined),  # noqa: PLW1509 - see _preexec
-        )
+        env = dict(spec.env)
+        self._telemetry: int | None = None
+        passed: tuple[int, ...] = ()
+        if spec.telemetry_log:
+            self._telemetry, write_end = os.pipe2(os.O_CLOEXEC)
+            env[TELEMETRY_LOG_FD] = str(write_end)
+            passed = (write_end,)
+        try:
+            self._proc = subprocess.Popen(
+                list(spec.argv), cwd=spec.cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                close_fds=True, pass_fds=passed, start_new_session=True, umask=confined.umask,
+                user=confined.user, group=confined.group,
+                extra_groups=[] if confined.user is not None else None,
+                preexec_fn=_preexec(confined),  # noqa: PLW1509 - see _preexec
+            )
+        except OSError:
+            if self._telemetry is not None:
+                os.close(self._telemetry)
+            raise
+        finally:
+            for fd in passed:
+                os.close(fd)  # the child's end: ours would keep the pipe from ever closing
         self.pid = self._proc.pid
         self.pidfd = os.pidfd_open(self.pid)
         stdout, stderr = self._proc.stdout, self._proc.stderr
         if stdout is None or stderr is None:
             raise OSError("the child's output pipes were not created")
         self.streams = {stdout.fileno(): "stdout", stderr.fileno(): "stderr"}
+        if self._telemetry is not None:
+            self.streams[self._telemetry] = CONSOLE
 
     @property
     def returncode(self) -> int | None:
@@ -110,6 +135,8 @@ class Child:
         if self._proc.poll() is None:
             self.stop(0)
         os.close(self.pidfd)
+        if self._telemetry is not None:
+            os.close(self._telemetry)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 stream.close()

@@ -1,9 +1,12 @@
 """One invocation: serve the Runtime API, start the child, wait for its answer, tear it down.
 
-The driver is a single poll loop over four descriptors: the child's two output pipes, a pidfd
-that becomes readable when the child exits, and a pipe the Runtime API server writes to when
-the invocation's state changes. It ends on the first of: an answer, the child's exit, or the
-deadline. No thread sleeps and nothing is polled on a timer.
+The driver is a single poll loop over the child's output pipes (stdout, stderr and, for a
+managed runtime, Lambda's telemetry log frames), a pidfd that becomes readable when the child
+exits, and a pipe the Runtime API server writes to when the invocation's state changes. It
+waits for the first of: an answer, the child's exit, or the deadline. After an answer it keeps
+reading until the runtime is back in `next`, has exited or closed its pipes, for at most
+`log_flush_grace_ms`: what a runtime writes as it finishes is not lost. No thread sleeps and
+nothing is polled on a timer.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from runner.errors import (
     ExitError,
@@ -51,6 +54,9 @@ __all__ = ["InvocationOutcome", "InvocationSpec", "drain", "judge", "run_invocat
 _READ_CHUNK = 64 * 1024
 #: Longest wait, after the child exits, for requests it sent just before exiting.
 _SETTLE_SECONDS = 1.0
+#: Linux's default ceiling for a pipe's size (/proc/sys/fs/pipe-max-size) for a process
+#: without CAP_SYS_RESOURCE, as the runner is in Lambda.
+_PIPE_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,6 @@ class InvocationOutcome:
     error: InvocationError | None
     timings_ms: dict[str, int]
     logs: LogsInfo
-
-
-@dataclass
-class _Wait:
-    """What the poll loop saw."""
-
-    exited: bool = False
-    open_streams: dict[int, str] = field(default_factory=dict)
 
 
 def run_invocation(spec: InvocationSpec, settings: Settings, *, sink: LineSink = stdout_sink,
@@ -116,12 +114,16 @@ def run_invocation(spec: InvocationSpec, settings: Settings, *, sink: LineSink =
             failed = ExitError(f"RequestId: {request_id} Error: Runtime failed to start: "
                                f"{e.strerror}")
             return _outcome(state, capture, response=None, error=failed, started=started)
-        waited = _wait(child, state, wake_r, capture, started + timeout)
+        _widen(child.streams, settings.log_keep_bytes)
+        waited = _Waiter(child, wake_r, capture)
+        waited.until(lambda: state.published or waited.exited, started + timeout)
         if waited.exited and not state.published:
             # It may have exited right after sending its answer: let the server finish reading.
             server.settle(min(_SETTLE_SECONDS, max(0.0, started + timeout - time.monotonic())))
         answer = state.close()
         ended = time.monotonic()
+        if state.published and not waited.exited:
+            _flush(waited, state, capture, settings.log_flush_grace_ms / 1000)
         child.stop(settings.term_grace_ms / 1000)
         if sweep is not None:
             sweep()
@@ -152,25 +154,63 @@ def _wake(fd: int) -> None:
         os.write(fd, b"!")
 
 
-def _wait(child: Child, state: InvocationState, wake_r: int, capture: OutputCapture,
-          deadline: float) -> _Wait:
-    waited = _Wait(open_streams=dict(child.streams))
-    poller = select.poll()
-    for fd in (*child.streams, child.pidfd, wake_r):
-        poller.register(fd, select.POLLIN)
-    while not state.published and not waited.exited:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        for fd, _ in poller.poll(math.ceil(remaining * 1000)):
-            if fd in waited.open_streams:
-                if not _read_into(fd, waited.open_streams, capture):
-                    poller.unregister(fd)
-            elif fd == child.pidfd:
-                waited.exited = True
-            else:
-                os.read(wake_r, 4096)
-    return waited
+class _Waiter:
+    """The poll loop over the child's pipes, its pidfd and the server's wake-up pipe."""
+
+    def __init__(self, child: Child, wake_r: int, capture: OutputCapture) -> None:
+        self.exited = False
+        self.open_streams = dict(child.streams)
+        self._pidfd = child.pidfd
+        self._wake_r = wake_r
+        self._capture = capture
+        self._poller = select.poll()
+        for fd in (*child.streams, child.pidfd, wake_r):
+            self._poller.register(fd, select.POLLIN)
+
+    def until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Move output into the capture until `done()` (True) or the deadline (False)."""
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for fd, _ in self._poller.poll(math.ceil(remaining * 1000)):
+                if fd in self.open_streams:
+                    if not _read_into(fd, self.open_streams, self._capture):
+                        self._poller.unregister(fd)
+                elif fd == self._pidfd:
+                    self.exited = True
+                    self._poller.unregister(fd)
+                else:
+                    os.read(self._wake_r, 4096)
+        return True
+
+
+def _widen(streams: dict[int, str], size: int) -> None:
+    """Let each pipe hold `size` bytes (up to the system's maximum): a runtime that writes
+    asynchronously (Node's process.stdout) queues output in itself only once the pipe is full,
+    and what is still queued when it stops is never written. With room for the whole keep
+    limit, that can only happen to output already over the limit, which is reported
+    truncated."""
+    wanted = min(size, _PIPE_MAX)
+    for fd in streams:
+        with suppress(OSError):  # over the system's or the user's limit: keep the default
+            if wanted > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, wanted)
+
+
+def _flush(waited: _Waiter, state: InvocationState, capture: OutputCapture,
+           grace: float) -> None:
+    """After the answer, keep reading until the runtime has written all it had to: it is back
+    in `next` (what it wrote before asking is in the pipe, for `drain`), it has exited, or its
+    pipes are closed. A bootstrap that flushes its buffers at exit does so after posting the
+    answer, and stopping it at once would lose that output. Bounded by `grace`, so a runtime
+    that answered and stays busy does not hold the runner; if it was still writing when the
+    grace ran out, the logs say they are truncated."""
+    before = capture.total
+    done = waited.until(lambda: state.back_in_next or waited.exited or not waited.open_streams,
+                        time.monotonic() + grace)
+    if not done and capture.total > before:
+        capture.cut_short()
 
 
 def _read_into(fd: int, streams: dict[int, str], capture: OutputCapture) -> bool:

@@ -160,12 +160,13 @@ class InvocationState:
                  on_change: Callable[[], None]) -> None:
         self.invocation = invocation
         self._deadline = deadline  # time.monotonic() value after which answers are late
-        self._on_change = on_change  # called by `publish`, outside the lock
+        self._on_change = on_change  # called by `publish` and on a held `next`, outside the lock
         self._phase = Phase.INIT
         self._answer: Answer | None = None
         self._published = False
         self._next_at: float | None = None
         self._answered_at: float | None = None
+        self._held = False
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -185,6 +186,12 @@ class InvocationState:
         return self._published
 
     @property
+    def back_in_next(self) -> bool:
+        """Whether the runtime answered and is waiting in `next` again: whatever it wrote
+        before asking, it has written (Lambda would freeze it here)."""
+        return self._held and self._answer is not None
+
+    @property
     def next_at(self) -> float | None:
         """Monotonic time the child took the event."""
         return self._next_at
@@ -195,15 +202,17 @@ class InvocationState:
         return self._answered_at
 
     def take_next(self) -> Invocation | Hold | NotAllowed:
-        """The event; `Hold` when the one invocation is over."""
+        """The event; `Hold` when the one invocation is over (the driver is told)."""
         with self._lock:
             refusal = self._fire(Event.NEXT)
             if refusal is not None:
                 return refusal
-            if self._phase is not Phase.INVOKED:
-                return Hold()
-            self._next_at = time.monotonic()
-            return self.invocation
+            if self._phase is Phase.INVOKED:
+                self._next_at = time.monotonic()
+                return self.invocation
+            self._held = True
+        self._on_change()
+        return Hold()
 
     def hold(self) -> None:
         """Block a `next` call until the child is stopped: one invocation per task."""

@@ -50,7 +50,7 @@ def child_spec(dirs: WorkDirs, handler: str | None, task: TaskEnvironment,
     check_handler(dirs.task_root, handler)
     check_layer(settings.node_layer)
     return ChildSpec(argv=command(settings), cwd=dirs.task_root,
-                     env=environment(settings, dirs, handler, task))
+                     env=environment(settings, dirs, handler, task), telemetry_log=True)
 
 
 def command(settings: Settings) -> list[str]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runner.invoke.output import OutputCapture
+from runner.invoke.output import CONSOLE, OutputCapture
 
 PREFIX = "[udf task-1/2 stdout] "
 
@@ -125,6 +125,78 @@ def test_output_over_the_budget_is_counted_not_kept() -> None:
     assert logs.bytes == 50 * 8
     assert logs.truncated is True
     assert logs.tail == "".join(f"line {i:02d}\n" for i in range(46, 50))
+
+
+def test_what_is_dropped_is_counted() -> None:
+    capture, lines = _capture(keep=100)
+    for i in range(50):
+        capture.feed("stdout", b"line %02d\n" % i)
+
+    logs = capture.close()
+
+    delivered = sum(len(line.removeprefix(PREFIX)) + 1 for line in lines) - 1  # last one cut
+    assert logs.dropped_bytes == 50 * 8 - delivered == 300
+
+
+def test_a_long_line_in_pieces_is_not_dropped() -> None:
+    capture, lines = _capture(line=100)
+
+    capture.feed("stdout", b"a" * 250 + b"\n")
+    logs = capture.close()
+
+    assert len(lines) == 3
+    assert (logs.truncated, logs.dropped_bytes) == (False, 0)
+
+
+def test_output_cut_short_is_truncated_even_with_nothing_dropped() -> None:
+    capture, _ = _capture()
+    capture.feed("stdout", b"still writing\n")
+
+    capture.cut_short()
+    logs = capture.close()
+
+    assert (logs.truncated, logs.dropped_bytes) == (True, 0)
+
+
+def _frame(message: bytes, frame_type: int = 0xA55A0003) -> bytes:
+    return (frame_type.to_bytes(4, "big") + len(message).to_bytes(4, "big")
+            + (1_700_000_000_000_000).to_bytes(8, "big") + message)
+
+
+def test_telemetry_frames_become_lines_whatever_the_chunking() -> None:
+    data = _frame(b"2026-01-01T00:00:00Z\tid\tINFO\tone\n") + _frame(b"two\nthree\n",
+                                                                      0xA55A0017)
+    for size in (1, 7, 16, len(data)):
+        capture, lines = _capture()
+        for start in range(0, len(data), size):
+            capture.feed(CONSOLE, data[start:start + size])
+        logs = capture.close()
+
+        assert lines == ["[udf task-1/2 console] 2026-01-01T00:00:00Z\tid\tINFO\tone",
+                         "[udf task-1/2 console] two", "[udf task-1/2 console] three"]
+        assert logs.bytes == len(data) - 32  # the messages, not the frames' headers
+        assert logs.tail.endswith("two\nthree\n")
+
+
+def test_bytes_that_are_not_frames_are_kept_as_text() -> None:
+    capture, lines = _capture()
+
+    capture.feed(CONSOLE, _frame(b"framed\n") + b"written to the descriptor by hand\n")
+    logs = capture.close()
+
+    assert [line.removeprefix("[udf task-1/2 console] ") for line in lines] == [
+        "framed", "written to the descriptor by hand"]
+    assert logs.dropped_bytes == 0
+
+
+def test_a_huge_declared_frame_is_streamed_not_buffered() -> None:
+    capture, lines = _capture(line=80)
+    header = _frame(b"")[:4] + (2**31 - 1).to_bytes(4, "big") + bytes(8)
+
+    capture.feed(CONSOLE, header + b"x" * 1000)
+
+    assert capture.total == 1000
+    assert len(lines) == 12  # forwarded as it comes, in pieces, not held for the whole frame
 
 
 def test_output_exactly_at_the_budget_is_not_truncated() -> None:

@@ -229,6 +229,31 @@ def test_next_is_held_once_the_invocation_is_over(phase: Phase) -> None:
     assert isinstance(_in(phase).take_next(), Hold)
 
 
+@pytest.mark.parametrize("phase", [Phase.ANSWERED, Phase.CLOSED])
+def test_a_held_next_after_the_answer_tells_the_driver(phase: Phase) -> None:
+    changes: list[bool] = []
+    state = InvocationState(INVOCATION, deadline=time.monotonic() + 60,
+                            on_change=lambda: changes.append(state.back_in_next))
+    state.take_next()
+    state.record_answer(RID, Response(b"{}", "application/json"))
+    if phase is Phase.CLOSED:
+        state.close()
+    assert not state.back_in_next
+
+    state.take_next()
+
+    assert changes == [True]  # the driver is woken, and sees it
+    assert state.back_in_next
+
+
+def test_a_runtime_that_never_answered_is_not_back_in_next() -> None:
+    state = _in(Phase.CLOSED)
+
+    state.take_next()
+
+    assert not state.back_in_next
+
+
 @pytest.mark.parametrize(("phase", "expected"), [
     (Phase.INIT, InvalidRequestId),
     (Phase.INIT_FAILED, NotAllowed),

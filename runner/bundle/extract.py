@@ -16,7 +16,8 @@ is renamed or skipped, because a zip that needs sanitising has been tampered wit
   cargo-lambda, SAM, Serverless and the JavaScript archivers write, and what every extractor
   reads; deflate64, bzip2, LZMA, zstd and the rest are rejected by method number.
 - Sizes: the entry count, the total declared size and each entry's ratio of declared to
-  compressed size are checked first. While writing, an entry is cut off the moment it inflates
+  compressed size are checked first, in that order (a bundle honestly over the size limit is
+  `Bundle.TooLarge`, not refused for its ratio). While writing, an entry is cut off the moment it inflates
   one byte past its declared size, so the bytes actually written never exceed what was checked:
   a bomb with forged header sizes is stopped at the size it claims. An entry that inflates to
   less, leaves trailing data or fails its CRC is rejected too.
@@ -146,10 +147,10 @@ def _open(path: Path, flags: int, what: str) -> int:
 
 
 def _plan(zip_fd: int, directory: Directory, limits: ExtractLimits) -> list[_Item]:
+    _check_total(directory, limits)
     items: list[_Item] = []
     kinds: dict[bytes, bool] = {}  # path -> is a directory (explicit entries and their parents)
     named: set[bytes] = set()  # paths an entry names explicitly
-    declared = 0
     for entry in directory.entries:
         _check_encoding(entry)
         parts, dir_name = _parts(entry)
@@ -157,15 +158,22 @@ def _plan(zip_fd: int, directory: Directory, limits: ExtractLimits) -> list[_Ite
         path = b"/".join(parts)
         _claim(entry, parts, is_dir, kinds, named)
         _check_sizes(entry, is_dir, limits)
+        items.append(_Item(entry=entry, path=path, is_dir=is_dir,
+                           mode=_DIR_MODE if is_dir else _file_mode(entry, path),
+                           start=ziparchive.data_offset(zip_fd, directory, entry)))
+    return items
+
+
+def _check_total(directory: Directory, limits: ExtractLimits) -> None:
+    """A bundle that declares more than the limit is too large, whatever else is wrong with it:
+    checked before each entry's ratio, so an honest bundle over the limit is told so."""
+    declared = 0
+    for entry in directory.entries:
         declared += entry.size
         if declared > limits.max_bytes:
             raise BundleTooLargeError(
                 f"bundle unzips to more than {limits.max_bytes} bytes (declared by its entries, "
                 f"at {entry.display()})")
-        items.append(_Item(entry=entry, path=path, is_dir=is_dir,
-                           mode=_DIR_MODE if is_dir else _file_mode(entry, path),
-                           start=ziparchive.data_offset(zip_fd, directory, entry)))
-    return items
 
 
 def _invalid(entry: Entry, reason: str) -> InvalidBundleError:

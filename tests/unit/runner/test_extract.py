@@ -222,6 +222,18 @@ def test_declared_total_over_the_limit_is_too_large(target: Target) -> None:
     assert target.written() == {}
 
 
+def test_an_honest_bundle_over_the_limit_is_too_large_not_a_bomb(target: Target) -> None:
+    # 20 MiB of zeros compress about 1000:1, over the ratio limit too: the size is what counts.
+    size = 20 * RATIO_GRACE_BYTES
+    entries = [file("small.txt", b"hello"),
+               file("zeros.bin", method=DEFLATED, payload=deflate_zeros(size), size=size, crc=0)]
+    limits = ExtractLimits(max_entries=10, max_bytes=10 * RATIO_GRACE_BYTES, max_ratio=100)
+
+    rejected(target, build_zip(entries), BundleTooLargeError,
+             f"more than {10 * RATIO_GRACE_BYTES} bytes", "'zeros.bin'", limits=limits)
+    assert target.written() == {}
+
+
 def test_default_limit_is_lambdas_unzipped_size(target: Target) -> None:
     over = LAMBDA_UNZIPPED_LIMIT // 2 + 1
     entries = [file(name, method=DEFLATED, payload=deflate_zeros(over), size=over, crc=0)

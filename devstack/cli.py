@@ -14,14 +14,18 @@ environment of, or start one in-process when none is configured. `serve` answers
 API, so a caller's own boto3 code runs tasks locally (devstack/serve.py). `invoke` and
 `run-task` print a summary of the result (the bundle's own output streams on standard error as
 it runs); `--json` prints the result instead. `invoke --watch` keeps the stack up and runs again
-whenever the bundle changes, until Ctrl-C. Exit status: 0 when the function succeeded, 1 when
-the task failed, 2 on bad usage.
+whenever the bundle changes, until Ctrl-C. Without `--runtime`, `invoke` reads the bundle: a
+`bootstrap` at its root is a custom runtime, else a single Node module at its root (index.js,
+app.mjs ...) is run as `--runtime nodejs --handler <module>.handler`, which it says on stderr.
+Exit status: 0 when the function succeeded, 1 when the task failed, 2 on bad usage (the flags
+are checked by the payload's own rules before anything runs), 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import signal
@@ -30,12 +34,15 @@ import threading
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from devstack import outputs
 from devstack.access import StackAccess, StackError
@@ -43,8 +50,24 @@ from devstack.bundles import bundle_bytes
 from devstack.datasets import SCHEMAS
 from devstack.local_run import LocalRunner, grant_for, local_runner
 from devstack.report import Style, count, summary, warning
+from runner.bundle import Layout
+from runner.models import TaskPayload
+from runner.runtimes.nodejs import MODULE_EXTENSIONS, module_location
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: The payload field each `invoke` flag sets (its first key), and how to get it right.
+_FLAGS = {
+    "timeout_ms": ("--timeout-ms", "give milliseconds, from 1 to 900000"),
+    "env": ("--env", "use another name (AWS_*, LAMBDA_*, TRACE_*, PATH, NODE_OPTIONS ... "
+                     "belong to the runtime)"),
+    "bundle": ("--handler", "for --runtime nodejs give FILE.EXPORT, e.g. --handler "
+                            "index.handler"),
+    "event": ("--event", "give a JSON file, or - for standard input"),
+    "queries": ("--query", "give NAME=SQL, NAME made of letters, digits and _"),
+}
+#: Where `invoke` checks its payload before uploading anything (the real one is set after).
+_UNUPLOADED = {"uri": "s3://udf-bundles/local/unuploaded.zip", "sha256": "0" * 64}
 
 
 class UsageError(Exception):
@@ -57,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     invoke = commands.add_parser("invoke", help="run a bundle zip or folder for one invocation")
     invoke.add_argument("path", type=Path, help="bundle zip or folder")
-    invoke.add_argument("--runtime", choices=["provided", "nodejs"], default="provided")
+    invoke.add_argument("--runtime", choices=["provided", "nodejs"], default=None,
+                        help="default: read from the bundle (a bootstrap, or one Node module)")
     invoke.add_argument("--handler", default=None, help="Lambda handler (file.export for nodejs)")
     invoke.add_argument("--event", default=None,
                         help="JSON event file, or - for standard input (default: {})")
@@ -114,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `udf-runner` console command."""
     parser = _parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGINT, _interrupted)
     try:
         return _dispatch(args)
     except (UsageError, OSError) as e:
@@ -121,6 +146,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as e:
         sys.stderr.write(f"udf-runner: the local stack failed: {e}\n")
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Everything the run started has been stopped on the way here (the child, its work
+        # dir, the local stack): each is a context left by the exception.
+        sys.stderr.write("udf-runner: interrupted\n")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: stop the run, once. A second one is ignored: it would cut the cleanup short
+    and leave the child or the local stack behind."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")  # what the teardown warns of (no metrics ...) is noise now
+    raise KeyboardInterrupt
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -143,39 +183,121 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _invoke(args: argparse.Namespace) -> int:
     if not args.path.exists():
-        raise UsageError(f"{args.path} does not exist")
+        raise UsageError(f"bundle {args.path}: no such file or folder (give the bundle's zip, "
+                         "or the folder to zip)")
     _check_datasets(args.dataset)
     task = {
-        "event": _read_json(args.event) if args.event else {}, "timeout_ms": args.timeout_ms,
+        "event": _read_json(args.event, "--event") if args.event else {},
+        "timeout_ms": args.timeout_ms,
         "inputs": {"datasets": args.dataset, "queries": _pairs(args.query, "--query")},
         "env": _pairs(args.env, "--env"),
     }
+    first = _prepare(args, task)  # bad usage is found before the stack starts
     with local_runner() as runner, _warnings_shown(runner, args):
         if args.watch:
-            return _watch(args, runner, task)
-        return _invoke_once(args, runner, task)
+            return _watch(args, runner, task, first)
+        return _invoke_once(args, runner, first)
 
 
-def _invoke_once(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any]) -> int:
+@dataclass(frozen=True)
+class _Prepared:
+    """One run of `invoke`: the bundle, its checked payload, and what was inferred for it."""
+
+    bundle: bytes
+    payload: dict[str, Any]
+    inferred: str | None
+
+
+def _prepare(args: argparse.Namespace, task: dict[str, Any]) -> _Prepared:
+    try:
+        bundle = bundle_bytes(args.path)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    names = _entry_names(bundle)
+    runtime, handler, inferred = _how_to_run(args.runtime, args.handler, names)
     task_id = f"local-{uuid.uuid4().hex[:12]}"
     payload = {
         "schema_version": 1, "task_id": task_id, "attempt": 1,
         "capability_token": "issued-by-the-local-stack", **task,
         "outputs": {"s3_prefix": f"s3://udf-outputs/local/{task_id}/"},
+        "bundle": {**_UNUPLOADED, "runtime": runtime, **({"handler": handler} if handler else {})},
     }
-    try:
-        bundle = bundle_bytes(args.path)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
+    _check_flags(payload, Layout.of_names(names or []))
+    return _Prepared(bundle, payload, inferred)
+
+
+def _invoke_once(args: argparse.Namespace, runner: LocalRunner, prepared: _Prepared) -> int:
+    if prepared.inferred:
+        sys.stderr.write(f"udf-runner: {prepared.inferred}\n")
+    payload = prepared.payload
     started = time.perf_counter()
-    uri, sha256 = runner.upload(bundle)
-    payload["bundle"] = {"uri": uri, "sha256": sha256, "runtime": args.runtime,
-                         **({"handler": args.handler} if args.handler else {})}
+    uri, sha256 = runner.upload(prepared.bundle)
+    payload["bundle"] |= {"uri": uri, "sha256": sha256}
     result = runner.run(payload)
     return _finish(args, runner, payload, result, started)
 
 
-def _watch(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any]) -> int:
+def _entry_names(bundle: bytes) -> list[str] | None:
+    """The zip's entry names; None for what is no zip (the runner says what is wrong)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+            return archive.namelist()
+    except zipfile.BadZipFile:
+        return None
+
+
+def _how_to_run(runtime: str | None, handler: str | None,
+                names: list[str] | None) -> tuple[str, str | None, str | None]:
+    """The runtime and handler, and what was inferred to get them: as given, or read from the
+    bundle when `--runtime` is not. What cannot be read (no bootstrap, no Node module) runs as
+    a custom runtime, whose `Bundle.MissingEntrypoint` says what the bundle holds and the
+    likely fix."""
+    if runtime is not None or names is None:
+        return runtime or "provided", handler, None
+    layout = Layout.of_names(names)
+    if layout.has_bootstrap:
+        return "provided", handler, None
+    if handler is not None:
+        if layout.node_handlers or _has_module(handler, names):
+            return "nodejs", handler, (f"the bundle has no bootstrap and holds Node.js code: "
+                                       f"running it with --runtime nodejs --handler {handler}")
+        return "provided", handler, None
+    choices = layout.node_handlers
+    if len(choices) > 1:
+        raise UsageError(f"--handler: the bundle has no bootstrap and several Node.js modules "
+                         f"at its root; choose with --runtime nodejs --handler one of "
+                         f"{', '.join(choices)}")
+    if choices:
+        return "nodejs", choices[0], (f"the bundle has no bootstrap and one Node.js module: "
+                                      f"running it with --runtime nodejs --handler {choices[0]}")
+    return "provided", None, None
+
+
+def _has_module(handler: str, names: list[str]) -> bool:
+    location = module_location(handler)
+    if location is None:
+        return False
+    base = "/".join(part for part in location if part)
+    return any(base + extension in names for extension in MODULE_EXTENSIONS)
+
+
+def _check_flags(payload: dict[str, Any], layout: Layout) -> None:
+    """Bad usage, naming the flag and the fix, for what the payload's own rules refuse."""
+    try:
+        TaskPayload.model_validate(payload)
+    except ValidationError as e:
+        error = e.errors(include_url=False, include_input=False)[0]
+        field = next((str(part) for part in error["loc"] if part != "inputs"), "payload")
+        flag, fix = _FLAGS.get(field, (field, ""))
+        if flag == "--handler" and payload["bundle"]["runtime"] == "nodejs" \
+                and layout.node_handlers:
+            fix = f"for this bundle: --handler {layout.node_handlers[0]}"
+        problem = error["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{flag}: {problem}" + (f"; {fix}" if fix else "")) from None
+
+
+def _watch(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any],
+           first: _Prepared) -> int:
     """Run, then again on each change of the bundle, until Ctrl-C or SIGTERM (exit status 0)."""
     from devstack.watch import BundleWatcher  # noqa: PLC0415 - the file watcher: --watch only
 
@@ -183,12 +305,14 @@ def _watch(args: argparse.Namespace, runner: LocalRunner, task: dict[str, Any]) 
     warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
     # Watching starts before the first run, so that no change made during a run goes unseen.
     with _sigterm_interrupts(), BundleWatcher(args.path) as watcher:
+        prepared: _Prepared | None = first
         try:
             while True:
                 try:
-                    _invoke_once(args, runner, task)
+                    _invoke_once(args, runner, prepared or _prepare(args, task))
                 except (UsageError, OSError) as e:  # caught mid-edit: the next save may fix it
                     sys.stderr.write(f"udf-runner: {e}\n")
+                prepared = None  # each later run reads the bundle as it is then
                 sys.stderr.write(f"udf-runner: watching {args.path} for changes "
                                  f"(Ctrl-C to stop)\n")
                 changed = watcher.wait()
@@ -239,7 +363,7 @@ def _run_task(args: argparse.Namespace) -> int:
     if args.bundle is not None and args.keep_token:
         raise UsageError("--bundle changes the payload's bundle, which the payload's own token "
                          "does not grant: drop --keep-token")
-    payload = _read_json(args.payload)
+    payload = _read_json(args.payload, "payload")
     bundle = _bundle_for(payload, args.bundle) if args.bundle is not None else None
     with local_runner() as runner, _warnings_shown(runner, args):
         if bundle is None:
@@ -327,7 +451,7 @@ def _token(args: argparse.Namespace) -> int:
     if access is None:
         raise UsageError("no local stack configured: run `udf-runner devstack` and export the "
                          "environment it prints")
-    payload = _read_json(args.payload)
+    payload = _read_json(args.payload, "payload")
     payload["capability_token"] = access.issue_token(grant_for(payload))
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     return EXIT_OK
@@ -351,12 +475,16 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def _read_json(source: str) -> Any:
-    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+def _read_json(source: str, what: str) -> Any:
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{what} {source}: {e.strerror}") from e
     try:
         return json.loads(data)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{source} is not JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{what} {source} is not JSON ({e}); give a file holding one JSON "
+                         "value") from e
 
 
 def _finish(args: argparse.Namespace, runner: LocalRunner, payload: Any,

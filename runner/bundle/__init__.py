@@ -1,10 +1,12 @@
 """The task's bundle: fetched from S3 with minted credentials (`fetch`), its SHA-256 checked
-against the pin (`verify`), kept between tasks (`cache`), and unpacked safely (`extract`, on the
-strict zip reader `_zip`). The steps themselves are `fetch.fetch` and `extract.extract`."""
+against the pin (`verify`), kept between tasks (`cache`), unpacked safely (`extract`, on the
+strict zip reader `_zip`), and read for what it holds at its root (`layout`). The steps
+themselves are `fetch.fetch` and `extract.extract`."""
 
 from runner.bundle.cache import BundleCache, Lookup
-from runner.bundle.extract import BOOTSTRAP, ExtractLimits, ExtractStats, limits_from
+from runner.bundle.extract import ExtractLimits, ExtractStats, limits_from
 from runner.bundle.fetch import FetchedBundle, S3ClientFactory, S3Clients, split_uri
+from runner.bundle.layout import BOOTSTRAP, Layout
 from runner.bundle.verify import sha256_file, verify
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "ExtractLimits",
     "ExtractStats",
     "FetchedBundle",
+    "Layout",
     "Lookup",
     "S3ClientFactory",
     "S3Clients",

@@ -17,10 +17,10 @@ is renamed or skipped, because a zip that needs sanitising has been tampered wit
   reads; deflate64, bzip2, LZMA, zstd and the rest are rejected by method number.
 - Sizes: the entry count, the total declared size and each entry's ratio of declared to
   compressed size are checked first, in that order (a bundle honestly over the size limit is
-  `Bundle.TooLarge`, not refused for its ratio). While writing, an entry is cut off the moment it inflates
-  one byte past its declared size, so the bytes actually written never exceed what was checked:
-  a bomb with forged header sizes is stopped at the size it claims. An entry that inflates to
-  less, leaves trailing data or fails its CRC is rejected too.
+  `Bundle.TooLarge`, not refused for its ratio). While writing, an entry is cut off the moment
+  it inflates one byte past its declared size, so the bytes actually written never exceed
+  what was checked: a bomb with forged header sizes is stopped at the size it claims. An entry
+  that inflates to less, leaves trailing data or fails its CRC is rejected too.
 - Modes: the execute bit is kept (0755 if any `x` bit is set, else 0644); directories are 0755;
   `bootstrap` at the root is always 0755; setuid, setgid and sticky never survive.
 - Writing: relative to a descriptor of the target, with `O_CREAT|O_EXCL|O_NOFOLLOW` and
@@ -38,15 +38,14 @@ from pathlib import Path
 
 from runner.bundle import _zip as ziparchive
 from runner.bundle._zip import Directory, Entry
+from runner.bundle.layout import BOOTSTRAP
 from runner.errors import BundleTooLargeError, InvalidBundleError, SandboxError
 from runner.settings import Settings
 
 __all__ = [
-    "BOOTSTRAP", "RATIO_GRACE_BYTES", "ExtractLimits", "ExtractStats", "extract", "limits_from",
+    "RATIO_GRACE_BYTES", "ExtractLimits", "ExtractStats", "extract", "limits_from",
 ]
 
-#: A custom runtime's entrypoint at the bundle root (Lambda's convention for `provided`).
-BOOTSTRAP = "bootstrap"
 #: Entries whose declared size is at most this are exempt from the ratio limit: a small file of
 #: zeros or repeated text legitimately compresses a thousandfold and cannot hurt anyone.
 RATIO_GRACE_BYTES = 1024 * 1024

@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from runner.bundle import Layout
 from runner.containment.workdir import WorkDirs
 from runner.errors import MissingEntrypointError, SandboxError
 from runner.invoke.child import ChildSpec
@@ -113,7 +114,7 @@ def check_handler(task_root: Path, handler: str) -> None:
                        for extension in MODULE_EXTENSIONS)
     raise MissingEntrypointError(
         f"handler {handler!r}: the bundle has none of {listed} (nor a package "
-        f"node_modules/{module_name})")
+        f"node_modules/{module_name}); {Layout.of_folder(task_root).describe('nodejs')}")
 
 
 def module_location(handler: str) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ import stat
 import struct
 from pathlib import Path
 
-from runner.bundle import BOOTSTRAP
+from runner.bundle import BOOTSTRAP, Layout
 from runner.containment.workdir import WorkDirs
 from runner.errors import MissingEntrypointError, UnsupportedArchitectureError
 from runner.invoke.child import ChildSpec
@@ -84,7 +84,8 @@ def check_bootstrap(task_root: Path) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise MissingEntrypointError(
-            f"bundle has no {BOOTSTRAP!r} at its root (a custom runtime needs one)") from None
+            f"bundle has no {BOOTSTRAP!r} at its root (a custom runtime needs one); "
+            f"{Layout.of_folder(task_root).describe('provided')}") from None
     except OSError as e:
         raise MissingEntrypointError(
             f"bundle's {BOOTSTRAP!r} at its root cannot be opened: {e.strerror}") from e

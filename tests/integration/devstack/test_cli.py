@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -14,9 +15,11 @@ import pytest
 from devstack.bundles import zip_folder
 from devstack.demo import EXPECTED
 from devstack.stack import LocalStack
+from runner.containment import procfs
 from tests.support.tasks import PIPELINE_BOOTSTRAP
 
 REPO = Path(__file__).resolve().parents[3]
+LIFECYCLE = REPO / "tests" / "fixtures" / "bash" / "lifecycle"
 UDF_RUNNER = REPO / ".venv" / "bin" / "udf-runner"
 
 
@@ -77,6 +80,59 @@ def test_bad_usage_exits_2(args: list[str]) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert "udf-runner" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["--timeout-ms", "0"], "--timeout-ms"),
+    (["--env", "AWS_REGION=eu-west-1"], "--env"),
+    (["--env", "NODE_OPTIONS=--inspect"], "--env"),
+    (["--runtime", "nodejs", "--handler", "index"], "--handler"),  # no dot
+    (["--runtime", "nodejs"], "--handler"),  # no handler at all
+    (["--event", str(REPO / "README.md")], "--event"),
+    (["--event", "/no/such/event.json"], "--event"),
+    (["--dataset", "No-Such"], "--dataset"),
+])
+def test_flags_the_payload_refuses_are_bad_usage_naming_the_flag(args: list[str],
+                                                                 flag: str) -> None:
+    done = _run("invoke", str(PIPELINE_BOOTSTRAP), "--json", *args)  # no stack: refused first
+
+    assert done.returncode == 2, done.stdout
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"udf-runner: {flag}")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_bundle_path_is_bad_usage() -> None:
+    done = _run("invoke", "/no/such/bundle.zip")
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("udf-runner: bundle /no/such/bundle.zip: no such file or folder "
+                           "(give the bundle's zip, or the folder to zip)\n")
+
+
+def test_ctrl_c_stops_the_run_cleanly(local_stack: LocalStack, work_root: Path) -> None:
+    env = {**os.environ, **local_stack.access.to_environ(),
+           "UDF_RUNNER_WORK_ROOT": str(work_root)}
+    with subprocess.Popen([str(UDF_RUNNER), "invoke", str(LIFECYCLE), "--handler", "hang",
+                           "--timeout-ms", "600000"], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stderr is not None
+        pid = None
+        for line in process.stderr:  # the bundle's own lines, forwarded as it prints them
+            if "] PID " in line:
+                pid = int(line.rpartition("PID ")[2])
+            if "took the event" in line:
+                break
+        assert pid is not None
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130
+    assert stdout == ""
+    assert stderr == "udf-runner: interrupted\n"
+    assert not [p for p in procfs.processes() if pid in (p.pgrp, p.session)]
+    assert not list((work_root / "attempts").iterdir())
 
 
 def test_run_task_runs_a_sample_payload(local_stack: LocalStack, work_root: Path) -> None:

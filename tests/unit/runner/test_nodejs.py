@@ -92,6 +92,15 @@ def test_a_visibly_missing_handler_file_is_a_missing_entrypoint(
         nodejs.check_handler(dirs.task_root, handler)
 
 
+def test_a_missing_handler_names_what_the_bundle_holds_and_the_fix(dirs: WorkDirs) -> None:
+    write_tree(dirs.task_root, {"dist/index.mjs": "", ".DS_Store": ""})
+    with pytest.raises(MissingEntrypointError) as caught:
+        nodejs.check_handler(dirs.task_root, "index.handler")
+    assert caught.value.message.endswith(
+        "its root holds dist/; the bundle's files are under dist/: zip the folder's contents, "
+        "not the folder (cd dist && zip -r ../bundle.zip .)")
+
+
 def test_a_dangling_symlink_does_not_count_as_the_handler_file(dirs: WorkDirs) -> None:
     (dirs.task_root / "index.js").symlink_to(dirs.task_root / "gone.js")
     with pytest.raises(MissingEntrypointError):

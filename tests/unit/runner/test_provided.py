@@ -116,8 +116,20 @@ def test_what_cannot_run_on_linux_amd64_is_named(task_root: Path, content: bytes
 
 def test_missing_bootstrap(task_root: Path) -> None:
     (task_root / "index.js").write_text("exports.handler = async () => 1;\n")
-    with pytest.raises(MissingEntrypointError, match="no 'bootstrap' at its root"):
+    with pytest.raises(MissingEntrypointError, match="no 'bootstrap' at its root") as caught:
         check_bootstrap(task_root)
+    assert caught.value.message.endswith(
+        "its root holds index.js; it looks like a Node.js bundle: run it with runtime 'nodejs' "
+        "and handler 'index.handler'")
+
+
+def test_a_bundle_zipped_with_its_folder_is_told_so(task_root: Path) -> None:
+    (task_root / "build").mkdir()
+    put_bootstrap(task_root / "build", b"#!/bin/sh\n")
+    with pytest.raises(MissingEntrypointError) as caught:
+        check_bootstrap(task_root)
+    assert "the bundle's files are under build/: zip the folder's contents, not the folder " \
+           "(cd build && zip -r ../bundle.zip .)" in caught.value.message
 
 
 def test_bootstrap_in_a_subdirectory_does_not_count(task_root: Path) -> None:

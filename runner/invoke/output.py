@@ -1,4 +1,5 @@
-"""The child's stdout and stderr: forwarded line by line to the runner's log, bounded, tailed.
+"""The child's stdout, stderr and (Node) console records: forwarded line by line to the
+runner's log, bounded, tailed, and what was dropped counted.
 
 Every forwarded line carries a `[udf <task>/<attempt> <stream>]` prefix and has its control
 characters escaped, so nothing the bundle prints can pass for one of Lambda's own records
@@ -59,10 +60,11 @@ class _Frames:
             if len(self._header) < self._HEADER:
                 break
             length = int.from_bytes(self._header[4:8], "big", signed=True)
-            if not self._header.startswith(self._MAGIC) or length < 0:
+            if self._header.startswith(self._MAGIC) and length >= 0:
+                self._left = length
+            else:
                 self._plain = True
                 pieces.append(bytes(self._header))
-            self._left = max(length, 0)
             self._header.clear()
         if view:
             pieces.append(bytes(view))

@@ -107,3 +107,13 @@ def test_a_zip_of_the_folder_names_the_folder_and_the_fix(work_root: Path, tmp_p
     assert error["message"].endswith(
         "its root holds dist/; the bundle's files are under dist/: zip the folder's contents, "
         "not the folder (cd dist && zip -r ../bundle.zip .)")
+
+
+@pytest.mark.parametrize("args", [["--handler", "index"], ["--runtime", "nodejs"]])
+def test_a_node_handler_flag_that_cannot_work_is_bad_usage_with_the_fix(
+        work_root: Path, args: list[str]) -> None:
+    done = run(work_root, *args, str(HANDLERS / "cjs"))
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("udf-runner: --handler: a nodejs bundle needs a handler of the form "
+                           "'path/file.export'; for this bundle: --handler index.handler\n")

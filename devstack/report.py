@@ -93,7 +93,10 @@ def _tail_lines(logs: Mapping[str, Any], style: Style) -> list[str]:
     last = "the last line" if len(shown) == 1 else f"the last {len(shown)} lines"
     head = f"log: {printed} bytes printed; {last}:"
     if logs.get("truncated"):
-        head += " " + style("(some output was not kept: over the log limit)", "yellow")
+        dropped = int(logs.get("dropped_bytes") or 0)
+        why = (f"{dropped} bytes of output not kept: over the log limit" if dropped
+               else "output cut short: the runtime was still writing when it was stopped")
+        head += " " + style(f"({why})", "yellow")
     return [style(head, "dim"), *(f"  {style('|', 'dim')} {line}" for line in shown)]
 
 

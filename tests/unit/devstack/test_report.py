@@ -47,8 +47,10 @@ def test_the_log_tail_keeps_its_last_lines_and_says_when_output_was_dropped() ->
     lines = summary(result(logs=logs), PLAIN).splitlines()
 
     assert lines[2].startswith(f"log: 123456 bytes printed; the last {TAIL_LINES} lines:")
-    assert "not kept" in lines[2]
+    assert "cut short" in lines[2]
     assert lines[3:] == [f"  | line {n}" for n in range(5, TAIL_LINES + 5)]
+    dropped = summary(result(logs=logs | {"dropped_bytes": 4096}), PLAIN).splitlines()[2]
+    assert dropped.endswith("(4096 bytes of output not kept: over the log limit)")
 
 
 def test_a_long_response_is_cut_and_a_binary_one_described() -> None:

@@ -14,7 +14,7 @@ SAMPLES_NPM := samples/node_modules/.package-lock.json
 SAM := SAM_CLI_TELEMETRY=0 PIP_PYTHON=$(abspath $(PY)) $(VENV)/bin/sam
 
 .PHONY: help setup run test check lint typecheck unit integration e2e clean sam sam-validate sam-build layer \
-	bench bench-quick toolchains
+	bench bench-quick toolchains fixtures
 
 help:
 	@echo "make run    - set up, then run the sample bundles end to end on the local stack"
@@ -54,6 +54,11 @@ toolchains: setup
 	command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.84 or later with rustup (https://rustup.rs)"; exit 1; }; \
 	echo "toolchains: go $$have, $$(cargo --version), $$($(VENV)/bin/cargo-lambda lambda --version)"
 
+# The Rust and Go fixtures and the RIE, built before pytest (a cold Rust build outlasts a test's
+# timeout); a no-op when ~/.cache/udf-runner holds them for these sources and pins.
+fixtures: toolchains
+	PATH="$(TOOL_PATH)" $(PY) -m tests.support.toolchains
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -65,13 +70,13 @@ check: lint typecheck
 unit: setup
 	$(PY) -m pytest tests/unit
 
-integration: toolchains
+integration: fixtures
 	$(PY) -m pytest tests/integration
 
-e2e: toolchains
+e2e: fixtures
 	$(PY) -m pytest tests/e2e
 
-test: check sam toolchains
+test: check sam fixtures
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory bench-quick
 

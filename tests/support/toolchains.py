@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -226,3 +227,17 @@ def rie() -> Path:
 def _build_rie(dest: Path) -> None:
     _run(["go", "install", "-ldflags", "-s -w", f"{RIE_PACKAGE}@{RIE_VERSION}"],
          env={"GOBIN": str(dest), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
+
+
+def main() -> None:
+    """Build (or find in the cache) every fixture, before the tests: a cold Rust build takes
+    minutes, more than one test's timeout."""
+    for name, build in (("aws-lambda-rie", rie), ("go fixtures", go_bundles),
+                        ("rust fixtures", rust_bundles)):
+        started = time.monotonic()
+        build()
+        sys.stdout.write(f"{name}: ready in {time.monotonic() - started:.1f} s\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,12 +18,11 @@ import pytest
 
 from devstack.bundles import zip_folder
 from devstack.stack import LocalStack
-from tests import runtimes
-from tests.support import toolchains
+from tests.support import fixture_bundles, toolchains
 
 UDF_RUNNER = Path(sys.executable).parent / "udf-runner"
 EVENT = {"answer": 42, "text": "héllo"}
-NODE_HANDLERS = runtimes.FIXTURES / "node" / "handlers"
+NODE_HANDLERS = fixture_bundles.FIXTURES / "node" / "handlers"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def _go(name: str) -> Callable[[Path], Path]:
 
 
 def _python_ric(scratch: Path) -> Path:
-    return runtimes.build_python_ric(scratch / "python-ric")
+    return fixture_bundles.build_python_ric(scratch / "python-ric")
 
 
 def _zipped(folder: Path) -> Callable[[Path], Path]:
@@ -90,8 +89,8 @@ CASES = {
     "awslambdaric-echo": Case(_python_ric, "handler.echo", None, _echoed),
     "awslambdaric-error": Case(_python_ric, "handler.fail", "Function.Error",
                                _posted("ValueError")),
-    "bash-tutorial": Case(_zipped(runtimes.bash_bundle("tutorial")), "function.handler", None,
-                          lambda r: "Echoing request" in base64.b64decode(
+    "bash-tutorial": Case(_zipped(fixture_bundles.bash_bundle("tutorial")), "function.handler",
+                          None, lambda r: "Echoing request" in base64.b64decode(
                               r["response_base64"]).decode()),
     "node-ric": Case(_zipped(NODE_HANDLERS / "esm-mjs"), "index.handler", None,
                      lambda r: r["status"] == "succeeded", runtime="nodejs"),

@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 
-from runner import launch
+from runner.containment.workdir import remove_tree
+from runner.runtimes import function_arn
 from runner.settings import Settings
-from runner.workdir import remove_tree
-from tests import runtimes
-from tests.scripted_server import Reply, scripted
-from tests.support import toolchains, wire
+from tests.support import fixture_bundles, toolchains, wire
+from tests.support.scripted_server import Reply, scripted
 from tests.support.toolchains import Bundle, RustBundles
 
 TIMEOUT_MS = 10_000
@@ -63,20 +62,20 @@ def go() -> dict[str, Bundle]:
 def _invoke(bundle: Bundle, settings: Settings, handler: str | None = None, *,
             event: Any = EVENT, timeout_ms: int = TIMEOUT_MS, trace_id: str | None = None,
             client_context: str | None = None, cognito_identity: str | None = None,
-            ) -> runtimes.Run:
-    return runtimes.invoke(bundle.folder, settings, handler=handler,
+            ) -> fixture_bundles.Run:
+    return fixture_bundles.invoke(bundle.folder, settings, handler=handler,
                            event=json.dumps(event).encode(), timeout_ms=timeout_ms,
                            trace_id=trace_id, client_context=client_context,
                            cognito_identity=cognito_identity)
 
 
 def _with_context(bundle: Bundle, settings: Settings, handler: str | None = None
-                  ) -> runtimes.Run:
+                  ) -> fixture_bundles.Run:
     return _invoke(bundle, settings, handler, trace_id=TRACE_ID, client_context=CLIENT_CONTEXT,
                    cognito_identity=COGNITO)
 
 
-def _check_received(run: runtimes.Run, settings: Settings) -> None:
+def _check_received(run: fixture_bundles.Run, settings: Settings) -> None:
     """The echo fixtures' report of what their client handed the handler."""
     assert run.result.status == "succeeded", run.result.error
     response = run.response
@@ -84,7 +83,7 @@ def _check_received(run: runtimes.Run, settings: Settings) -> None:
     assert response["event"] == EVENT
     assert got["request_id"] == run.outcome.request_id
     assert got["deadline_ms"] == run.outcome.deadline_ms
-    assert got["function_arn"] == launch.function_arn(settings)
+    assert got["function_arn"] == function_arn(settings)
     assert got["trace_id"] == TRACE_ID
     assert got["client_context_custom"] == {"colour": "blue"}
     assert got["cognito_identity_id"] == "us-east-1:identity-1"
@@ -101,7 +100,7 @@ def _check_received(run: runtimes.Run, settings: Settings) -> None:
     assert not set(NEVER_PASSED) & env.keys()
 
 
-def _function_error(run: runtimes.Run) -> dict[str, Any]:
+def _function_error(run: fixture_bundles.Run) -> dict[str, Any]:
     assert run.result.status == "failed"
     assert run.result.error is not None
     assert run.result.error.type == "Function.Error", run.result.error
@@ -262,11 +261,11 @@ def wire_dir() -> Iterator[Path]:
 
 
 def _through_proxy(bundle: Bundle, settings: Settings, wire_dir: Path, handler: str | None,
-                   event: Any = EVENT) -> tuple[runtimes.Run, wire.RecordingProxy]:
+                   event: Any = EVENT) -> tuple[fixture_bundles.Run, wire.RecordingProxy]:
     upstream = wire_dir / "upstream"
     proxy = wire.RecordingProxy(upstream)
     try:
-        run = runtimes.invoke(
+        run = fixture_bundles.invoke(
             wire.wrap_bundle(bundle.folder, wire_dir / "bundle"), settings, handler=handler,
             event=json.dumps(event).encode(), timeout_ms=TIMEOUT_MS,
             user_env={wire.PROXY_ADDRESS_VAR: proxy.address,

@@ -22,15 +22,16 @@ from typing import Any
 
 import pytest
 
-from runner import launch, node
+from runner import runtimes
+from runner.containment.workdir import WorkDirs
+from runner.runtimes import nodejs
 from runner.settings import Settings
-from tests import runtimes
-from tests.support import rie, toolchains
+from tests.support import fixture_bundles, rie, toolchains
 
 EVENT = {"answer": 42, "text": "héllo"}
 TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 CLIENT_CONTEXT = '{"custom":{"colour":"blue"}}'
-NODE_HANDLERS = runtimes.FIXTURES / "node" / "handlers"
+NODE_HANDLERS = fixture_bundles.FIXTURES / "node" / "handlers"
 NODE_LAYER = Path(__file__).resolve().parents[3] / "layers" / "nodejs" / "build"
 #: Values each server chooses for itself, masked before comparing what the function saw.
 OWN_VALUES = frozenset({
@@ -81,7 +82,7 @@ def _as_is(folder: Path) -> Callable[[Path], Path]:
 
 
 def _python_ric(scratch: Path) -> Path:
-    return runtimes.build_python_ric(scratch / "python-ric")
+    return fixture_bundles.build_python_ric(scratch / "python-ric")
 
 
 CASES = {
@@ -100,9 +101,9 @@ CASES = {
     "go-stream": Case(_go("stream"), None, "response", event={}),
     "awslambdaric-echo": Case(_python_ric, "handler.echo", "response"),
     "awslambdaric-error": Case(_python_ric, "handler.fail", "error"),
-    "bash-tutorial": Case(_as_is(runtimes.bash_bundle("tutorial")), "function.handler",
+    "bash-tutorial": Case(_as_is(fixture_bundles.bash_bundle("tutorial")), "function.handler",
                           "response"),
-    "bash-tutorial-error": Case(_as_is(runtimes.bash_bundle("tutorial")), "function.fail",
+    "bash-tutorial-error": Case(_as_is(fixture_bundles.bash_bundle("tutorial")), "function.fail",
                                 "error"),
     "node-ric": Case(_as_is(NODE_HANDLERS / "esm-mjs"), "index.handler", "response",
                      runtime="nodejs"),
@@ -142,17 +143,18 @@ def _traces(value: Any) -> list[Any]:
 def _under_rie(case: Case, folder: Path, settings: Settings, scratch: Path,
                event: bytes) -> rie.Answer:
     """The bundle run by the RIE with the command and environment the runner gives it."""
-    dirs = launch.WorkDirs(scratch / "task", scratch / "home", scratch / "tmp")
+    dirs = WorkDirs(scratch / "task", scratch / "home", scratch / "tmp")
     shutil.copytree(folder, dirs.task_root, symlinks=True)
     dirs.home.mkdir()
     dirs.tmp.mkdir()
-    task = launch.TaskEnvironment(task_id=runtimes.TASK_ID, attempt=1, token=runtimes.TOKEN)
-    spec = launch.child_spec(case.runtime, dirs, case.handler, task, settings)
+    task = runtimes.TaskEnvironment(task_id=fixture_bundles.TASK_ID, attempt=1,
+                                    token=fixture_bundles.TOKEN)
+    spec = runtimes.child_spec(case.runtime, dirs, case.handler, task, settings)
     command = list(spec.argv)
     if case.runtime == "nodejs":
         # With more than one argument the RIE takes the last as _HANDLER: one script instead.
         script = scratch / "node-bootstrap"
-        script.write_text("#!/bin/sh\nexec " + " ".join(node.command(settings)) + "\n")
+        script.write_text("#!/bin/sh\nexec " + " ".join(nodejs.command(settings)) + "\n")
         script.chmod(0o755)
         command = [str(script)]
     with rie.running(command, spec.cwd, spec.env, timeout_s=case.timeout_s) as emulator:
@@ -174,7 +176,7 @@ def test_the_runner_matches_the_reference_emulator(name: str, settings: Settings
     event = json.dumps(EVENT if case.event is None else case.event).encode()
 
     reference = _under_rie(case, folder, settings, tmp_path / "rie", event)
-    ours = runtimes.invoke(folder, settings, runtime=case.runtime, handler=case.handler,
+    ours = fixture_bundles.invoke(folder, settings, runtime=case.runtime, handler=case.handler,
                            event=event, timeout_ms=case.timeout_s * 1000, trace_id=TRACE_ID,
                            client_context=CLIENT_CONTEXT)
 
@@ -188,7 +190,7 @@ def _rie_shows(deviation: Deviation, holds: bool) -> None:
                    "update docs/runtime-api-deviations.md")
 
 
-def _same_response(reference: rie.Answer, ours: runtimes.Run) -> None:
+def _same_response(reference: rie.Answer, ours: fixture_bundles.Run) -> None:
     assert reference.status == 200, reference.body[:500]
     assert ours.outcome.response is not None, ours.result.error
     body = ours.outcome.response.body
@@ -204,13 +206,13 @@ def _same_response(reference: rie.Answer, ours: runtimes.Run) -> None:
                reference.headers["content-type"] == "text/plain; charset=utf-8")
 
 
-def _same_error(reference: rie.Answer, ours: runtimes.Run) -> None:
+def _same_error(reference: rie.Answer, ours: fixture_bundles.Run) -> None:
     _rie_shows(Deviation.FUNCTION_ERROR_STATUS,
                reference.status == 200 and "x-amz-function-error" not in reference.headers)
     _same_posted_error(reference, ours)
 
 
-def _same_posted_error(reference: rie.Answer, ours: runtimes.Run) -> None:
+def _same_posted_error(reference: rie.Answer, ours: fixture_bundles.Run) -> None:
     if reference.status != 200:
         _rie_shows(Deviation.ERROR_THEN_EXIT, reference.status == 502)
     assert ours.result.error is not None
@@ -222,7 +224,7 @@ def _same_posted_error(reference: rie.Answer, ours: runtimes.Run) -> None:
                                                          theirs["errorMessage"])
 
 
-def _same_exit(reference: rie.Answer, ours: runtimes.Run) -> None:
+def _same_exit(reference: rie.Answer, ours: fixture_bundles.Run) -> None:
     _rie_shows(Deviation.EXIT_STATUS, reference.status == 502)
     theirs = json.loads(reference.body)
     assert ours.result.error is not None
@@ -233,7 +235,7 @@ def _same_exit(reference: rie.Answer, ours: runtimes.Run) -> None:
     assert ours.result.error.message in (expected, f"{expected} (SIGABRT)")
 
 
-def _same_timeout(reference: rie.Answer, ours: runtimes.Run) -> None:
+def _same_timeout(reference: rie.Answer, ours: fixture_bundles.Run) -> None:
     text = reference.body.decode()
     _rie_shows(Deviation.TIMEOUT_TEXT,
                reference.status == 200 and text.startswith("Task timed out after"))

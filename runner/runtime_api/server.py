@@ -16,6 +16,7 @@ import socket
 import socketserver
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from http import HTTPStatus
@@ -42,6 +43,8 @@ __all__ = [
     "API",
     "ERROR_BODY_TRAILER",
     "ERROR_TYPE_HEADER",
+    "EXTENSION_NEXT_PATH",
+    "EXTENSION_REGISTER_PATH",
     "INIT_ERROR_PATH",
     "NEXT_PATH",
     "RESPONSE_MODE_HEADER",
@@ -54,6 +57,11 @@ API = "/2018-06-01"
 NEXT_PATH = f"{API}/runtime/invocation/next"
 INIT_ERROR_PATH = f"{API}/runtime/init/error"
 _ANSWER_PATH = re.compile(rf"^{API}/runtime/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$")
+# The Extensions API, as far as a runtime uses it for itself: Rust's graceful-shutdown helper
+# registers an internal extension (and panics if it cannot) only to be sent SIGTERM on shutdown,
+# which the runner always sends. Its `event/next` is held, as the runtime's is after the answer.
+EXTENSION_REGISTER_PATH = "/2020-01-01/extension/register"
+EXTENSION_NEXT_PATH = "/2020-01-01/extension/event/next"
 # Logs and Telemetry APIs are not offered; a client that subscribes gets Lambda's stub
 # (docs/runtime-api.md#stubs).
 _NOT_SUPPORTED = {
@@ -164,10 +172,14 @@ class _Handler(BaseHTTPRequestHandler):
         return route
 
     def _lookup(self, path: str) -> tuple[Callable[[], None] | None, str]:
-        if path == NEXT_PATH:
-            return self._next, "GET"
-        if path == INIT_ERROR_PATH:
-            return self._init_error, "POST"
+        fixed: dict[str, tuple[Callable[[], None], str]] = {
+            NEXT_PATH: (self._next, "GET"),
+            INIT_ERROR_PATH: (self._init_error, "POST"),
+            EXTENSION_REGISTER_PATH: (self._register_extension, "POST"),
+            EXTENSION_NEXT_PATH: (self._hold, "GET"),
+        }
+        if path in fixed:
+            return fixed[path]
         if match := _ANSWER_PATH.match(path):
             request_id = unquote(match["id"])
             if match["kind"] == "response":
@@ -184,9 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(invocation, NotAllowed):
             raise _rejection(invocation)
         if isinstance(invocation, Hold):
-            self._server.mark_held(self.connection)
-            self._state.hold()
-            self.close_connection = True
+            self._hold()
             return
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
@@ -234,6 +244,22 @@ class _Handler(BaseHTTPRequestHandler):
         error = parse_function_error(bytes(body.data), self.headers.get(ERROR_TYPE_HEADER), "init")
         self._check(self._state.record_init_error(error))
         self._accepted()
+
+    def _hold(self) -> None:
+        """Block the call until the child is stopped: it will never be answered."""
+        self._server.mark_held(self.connection)
+        self._state.hold()
+        self.close_connection = True
+
+    def _register_extension(self) -> None:
+        """Register an extension, during init only (Lambda's rule): it gets an identifier and
+        the function's name and version, and no events."""
+        self._drain()
+        self._check(self._state.register_extension())
+        name = self._state.invocation.function_arn.rsplit(":", 1)[-1]
+        self._render(HTTPStatus.OK, {"functionName": name, "functionVersion": "$LATEST",
+                                     "handler": ""},
+                     {"Lambda-Extension-Identifier": str(uuid.uuid4())})
 
     def _not_supported(self, api: str) -> None:
         self._drain()
@@ -306,10 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _accepted(self) -> None:
         self._render(HTTPStatus.ACCEPTED, {"status": "OK"})
 
-    def _render(self, status: int, payload: dict[str, str]) -> None:
+    def _render(self, status: int, payload: dict[str, str],
+                headers: dict[str, str] | None = None) -> None:
         """The one way every JSON reply is written (Go's encoder adds the trailing newline)."""
         self._send(status, (json.dumps(payload, separators=(",", ":")) + "\n").encode(),
-                   "application/json")
+                   "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: dict[str, str] | None = None) -> None:

@@ -196,6 +196,18 @@ def test_rust_dies_without_posting_on_a_malformed_client_context(
     assert run.result.error.message.endswith("Runtime exited with error: exit status 1")
 
 
+def test_rust_graceful_shutdown_registers_an_extension_and_gets_sigterm(
+        rust: RustBundles, settings: Settings) -> None:
+    """`spawn_graceful_shutdown_handler` registers an internal extension before `run` and
+    panics when the Extensions API is missing. Registered, the runtime is stopped as Lambda
+    shuts an environment down: SIGTERM first, so its hook runs."""
+    run = _invoke(rust.abort, settings, "graceful")
+
+    assert run.result.status == "succeeded", run.result.error
+    assert run.response["event"] == EVENT
+    assert run.printed("GRACEFUL ") == ["shutdown hook ran"]
+
+
 # --- Go through the runner ----------------------------------------------------------------------
 
 def test_go_echo_sees_the_whole_context(go: dict[str, Bundle], settings: Settings) -> None:

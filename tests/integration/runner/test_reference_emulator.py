@@ -88,6 +88,7 @@ def _python_ric(scratch: Path) -> Path:
 CASES = {
     "rust-echo": Case(_rust("abort"), "echo", "response"),
     "rust-error": Case(_rust("abort"), "error", "error"),
+    "rust-graceful-shutdown": Case(_rust("abort"), "graceful", "response"),
     "rust-panic-abort": Case(_rust("abort"), "panic", "exit"),
     "rust-panic-unwind": Case(_rust("unwind"), "panic", "error"),
     "rust-1mib": Case(_rust("abort"), "big", "response"),

@@ -259,6 +259,18 @@ def test_go_lambdaurl_stream(go: dict[str, Bundle], settings: Settings) -> None:
     assert body == b"chunk 1\nchunk 2\n"
 
 
+def test_go_sigterm_option_registers_an_extension_and_gets_sigterm(
+        go: dict[str, Bundle], settings: Settings) -> None:
+    """lambda.WithEnableSIGTERM registers an internal extension (only warning when it cannot);
+    registered, its handlers run when the runner stops the runtime."""
+    run = _invoke(go["sigterm"], settings)
+
+    assert run.result.status == "succeeded", run.result.error
+    assert run.response == {"event": EVENT}
+    assert run.printed("SIGTERM ") == ["handler ran"]
+    assert not [line for line in run.lines if "Failed to register internal extension" in line]
+
+
 # --- On the wire, through a recording proxy -----------------------------------------------------
 
 @pytest.fixture

@@ -100,6 +100,7 @@ CASES = {
     "go-deadline": Case(_go("deadline"), None, "response"),
     "go-timeout": Case(_go("deadline"), None, "timeout", event={"wait": True}, timeout_s=1),
     "go-stream": Case(_go("stream"), None, "response", event={}),
+    "go-sigterm": Case(_go("sigterm"), None, "response"),
     "awslambdaric-echo": Case(_python_ric, "handler.echo", "response"),
     "awslambdaric-error": Case(_python_ric, "handler.fail", "error"),
     "bash-tutorial": Case(_as_is(fixture_bundles.bash_bundle("tutorial")), "function.handler",

@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUST_FIXTURE = FIXTURES / "rust_lambda"
 GO_FIXTURE = FIXTURES / "go_lambda"
 #: The Go fixture's main packages, one bundle each.
-GO_BUNDLES = ("echo", "error", "panic", "deadline", "stream", "sigterm")
+GO_BUNDLES = ("echo", "error", "panic", "deadline", "stream", "sigterm", "readerror")
 #: The README's recipes, run as they are written there.
 RUST_RELEASE = ("cargo", "lambda", "build", "--release", "--output-format", "zip", "--locked")
 RUST_UNWIND = ("cargo", "lambda", "build", "--profile", "unwind", "--output-format", "zip",

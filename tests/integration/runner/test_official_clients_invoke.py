@@ -84,6 +84,7 @@ CASES = {
     "go-error": Case(_go("error"), None, "Function.Error", _posted("FixtureError")),
     "go-panic": Case(_go("panic"), None, "Function.Error", _posted("string")),
     "go-deadline": Case(_go("deadline"), None, None, lambda r: r["response"]["has_deadline"]),
+    "go-reader-error": Case(_go("readerror"), None, "Function.Error", _posted("ReadError")),
     "go-sigterm": Case(_go("sigterm"), None, None, lambda r: r["response"]["event"] == EVENT),
     "go-stream": Case(_go("stream"), None, None,
                       lambda r: _streamed(r) == b"chunk 1\nchunk 2\n"),

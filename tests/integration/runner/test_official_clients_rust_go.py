@@ -259,6 +259,21 @@ def test_go_lambdaurl_stream(go: dict[str, Bundle], settings: Settings) -> None:
     assert body == b"chunk 1\nchunk 2\n"
 
 
+def test_go_reader_failing_midway_is_the_error_its_trailers_name(
+        go: dict[str, Bundle], settings: Settings, wire_dir: Path) -> None:
+    """A buffered (not streaming) answer whose reader fails: Go has already sent the first
+    bytes, so it names the error in real HTTP trailers of the chunked body."""
+    run, proxy = _through_proxy(go["readerror"], settings, wire_dir, None)
+
+    assert _function_error(run) == {"errorType": "ReadError",
+                                    "errorMessage": "reader failed on purpose",
+                                    "stackTrace": []}
+    posted, _ = proxy.request("/response")
+    assert posted.values("Lambda-Runtime-Function-Response-Mode") == []
+    assert b"\r\nLambda-Runtime-Function-Error-Type: ReadError\r\n" in posted.rest
+    assert _answered(proxy, "/response") == 202
+
+
 def test_go_sigterm_option_registers_an_extension_and_gets_sigterm(
         go: dict[str, Bundle], settings: Settings) -> None:
     """lambda.WithEnableSIGTERM registers an internal extension (only warning when it cannot);

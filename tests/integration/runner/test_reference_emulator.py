@@ -52,6 +52,7 @@ class Deviation(enum.Enum):
     EXIT_STATUS = "a runtime that dies answers 502, not 200 with X-Amz-Function-Error"
     TIMEOUT_TEXT = "a timeout answers 200 with plain text, not the Sandbox.Timedout JSON"
     NO_TRACE = "the runtime is not given the caller's trace id"
+    DROPS_ERROR_TRAILERS = "a failure named in HTTP trailers is dropped: the partial body wins"
     SIGNAL_NAME = "(the runner's, on purpose) the signal's name follows Lambda's exit message"
 
 
@@ -61,8 +62,8 @@ class Case:
 
     bundle: Callable[[Path], Path]  # given a scratch dir, the bundle folder
     handler: str | None
-    #: "response", "error", "error-then-exit" (posted, then exited), "exit" (died without a
-    #: word) or "timeout"
+    #: "response", "error", "error-then-exit" (posted, then exited), "trailer-error" (named in
+    #: the trailers of a response), "exit" (died without a word) or "timeout"
     ends: str
     runtime: str = "provided"
     event: Any = None  # EVENT unless given
@@ -101,6 +102,7 @@ CASES = {
     "go-timeout": Case(_go("deadline"), None, "timeout", event={"wait": True}, timeout_s=1),
     "go-stream": Case(_go("stream"), None, "response", event={}),
     "go-sigterm": Case(_go("sigterm"), None, "response"),
+    "go-reader-error": Case(_go("readerror"), None, "trailer-error"),
     "awslambdaric-echo": Case(_python_ric, "handler.echo", "response"),
     "awslambdaric-error": Case(_python_ric, "handler.fail", "error"),
     "bash-tutorial": Case(_as_is(fixture_bundles.bash_bundle("tutorial")), "function.handler",
@@ -109,6 +111,8 @@ CASES = {
                                 "error"),
     "node-ric": Case(_as_is(NODE_HANDLERS / "esm-mjs"), "index.handler", "response",
                      runtime="nodejs"),
+    "node-ric-stream-error": Case(_as_is(NODE_HANDLERS / "stream-fails"), "index.handler",
+                                  "trailer-error", runtime="nodejs"),
     "node-ric-error": Case(_as_is(NODE_HANDLERS / "throws"), "index.handler", "error",
                            runtime="nodejs"),
 }
@@ -183,7 +187,8 @@ def test_the_runner_matches_the_reference_emulator(name: str, settings: Settings
                            client_context=CLIENT_CONTEXT)
 
     {"response": _same_response, "error": _same_error, "error-then-exit": _same_posted_error,
-     "exit": _same_exit, "timeout": _same_timeout}[case.ends](reference, ours)
+     "trailer-error": _trailer_error, "exit": _same_exit,
+     "timeout": _same_timeout}[case.ends](reference, ours)
 
 
 def _rie_shows(deviation: Deviation, holds: bool) -> None:
@@ -224,6 +229,17 @@ def _same_posted_error(reference: rie.Answer, ours: fixture_bundles.Run) -> None
     theirs = json.loads(reference.body)
     assert (posted.error_type, posted.error_message) == (theirs["errorType"],
                                                          theirs["errorMessage"])
+
+
+def _trailer_error(reference: rie.Answer, ours: fixture_bundles.Run) -> None:
+    """The RIE hands the caller what came before the failure, as a success; Lambda, and the
+    runner, report the error the trailers name."""
+    _rie_shows(Deviation.DROPS_ERROR_TRAILERS,
+               reference.status == 200 and "x-amz-function-error" not in reference.headers)
+    assert ours.result.error is not None
+    assert ours.result.error.type == "Function.Error", ours.result.error
+    assert ours.result.error.function_error is not None
+    assert ours.result.error.function_error.error_message
 
 
 def _same_exit(reference: rie.Answer, ours: fixture_bundles.Run) -> None:

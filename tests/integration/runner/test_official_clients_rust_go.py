@@ -185,14 +185,23 @@ def test_rust_mid_stream_error_arrives_in_band(rust: RustBundles, settings: Sett
                     b"Lambda-Runtime-Function-Error-Body: " + encoded.encode() + b"\r\n")
 
 
-def test_rust_dies_without_posting_on_a_malformed_client_context(
-        rust: RustBundles, settings: Settings) -> None:
-    """A Client-Context Rust's struct refuses ends the runtime: the runner never sends one (the
-    pipeline has none to send) and reports the death, not a hang."""
-    run = _invoke(rust.abort, settings, "echo", client_context='{"custom":{"n":1}}')
+@pytest.mark.parametrize(("client_context", "cognito_identity"), [
+    ('{"custom":{"n":1}}', None),  # a non-string value in `custom`
+    ('{"custom":{"name":"é"}}', None),  # a header value that is not ASCII
+    (None, "{}"),  # an identity without its two ids
+])
+def test_rust_dies_without_posting_on_a_malformed_optional_header(
+        rust: RustBundles, settings: Settings, client_context: str | None,
+        cognito_identity: str | None) -> None:
+    """An optional `/next` header Rust's strict parsing refuses ends the runtime: the runner
+    never sends one (the pipeline has neither a client context nor an identity to send), and
+    reports the death, not a hang."""
+    run = _invoke(rust.abort, settings, "echo", client_context=client_context,
+                  cognito_identity=cognito_identity)
 
     assert run.result.error is not None
     assert run.result.error.type == "Runtime.ExitError"
+    assert run.result.error.function_error is None
     assert run.result.error.message.endswith("Runtime exited with error: exit status 1")
 
 

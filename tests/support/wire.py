@@ -54,7 +54,8 @@ def parse_head(raw: bytes) -> Message:
 def requests_in(raw: bytes) -> list[Message]:
     """The request heads a client sent on one connection, in order."""
     starts = [m.start() for m in re.finditer(rb"(?m)^(GET|POST|PUT) /", raw)]
-    return [parse_head(raw[a:b]) for a, b in zip(starts, [*starts[1:], len(raw)], strict=True)]
+    ends = [*starts[1:], len(raw)] if starts else []
+    return [parse_head(raw[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
 def statuses_in(raw: bytes) -> list[int]:
@@ -101,7 +102,11 @@ class RecordingProxy:
             except OSError:
                 return
             host, _, port = self.upstream_file.read_text().rpartition(":")
-            upstream = socket.create_connection((host, int(port)))
+            try:
+                upstream = socket.create_connection((host, int(port)))
+            except OSError:  # the runner has stopped its server: so would the real API be gone
+                client.close()
+                continue
             exchange = Exchange()
             with self._lock:
                 self.exchanges.append(exchange)
@@ -129,10 +134,12 @@ class RecordingProxy:
         return [m for e in self.exchanges for m in requests_in(bytes(e.sent))]
 
     def request(self, path_suffix: str) -> tuple[Message, Exchange]:
-        """The one request whose path ends with `path_suffix`, and its connection."""
-        (found,) = [(m, e) for e in self.exchanges for m in requests_in(bytes(e.sent))
-                    if m.start.split(" ")[1].endswith(path_suffix)]
-        return found
+        """The first request whose path ends with `path_suffix` (a runtime's second `next`,
+        held, may follow), and its connection."""
+        found = [(m, e) for e in self.exchanges for m in requests_in(bytes(e.sent))
+                 if m.start.split(" ")[1].endswith(path_suffix)]
+        assert found, f"no request for {path_suffix}"
+        return found[0]
 
 
 def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:

@@ -23,8 +23,6 @@ from pathlib import Path
 from tests.support import toolchains
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-#: The account and region the RIE puts in every ARN.
-ARN_PREFIX = "arn:aws:lambda:us-east-1:012345678912:function:"
 _START_SECONDS = 10.0
 
 
@@ -39,10 +37,9 @@ class Answer:
 
 @dataclass(frozen=True)
 class Emulator:
-    """A running RIE: its invoke endpoint, and its log so far."""
+    """A running RIE, by the port of its invoke endpoint."""
 
     port: int
-    process: subprocess.Popen[bytes]
 
     def invoke(self, event: bytes, *, trace_id: str | None = None,
                client_context: str | None = None, timeout_s: float = 60) -> Answer:
@@ -97,7 +94,7 @@ def running(command: Sequence[str], cwd: Path, env: Mapping[str, str], *,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_listening(port, process)
-        yield Emulator(port, process)
+        yield Emulator(port)
     finally:
         # SIGTERM: the RIE stops its runtime (in a process group of its own) before it exits.
         process.terminate()

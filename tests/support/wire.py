@@ -129,10 +129,6 @@ class RecordingProxy:
         for sock in self._sockets:
             sock.close()
 
-    def sent(self) -> list[Message]:
-        """Every request the client sent, connection by connection."""
-        return [m for e in self.exchanges for m in requests_in(bytes(e.sent))]
-
     def request(self, path_suffix: str) -> tuple[Message, Exchange]:
         """The first request whose path ends with `path_suffix` (a runtime's second `next`,
         held, may follow), and its connection."""

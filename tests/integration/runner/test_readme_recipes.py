@@ -62,17 +62,20 @@ def test_the_rust_recipe_is_how_the_fixtures_are_built() -> None:
 def test_the_go_recipe_builds_a_bundle_that_runs(tmp_path: Path,
                                                  local_stack: LocalStack) -> None:
     lines = recipe("go")
-    project = tmp_path / "fixture"
-    shutil.copytree(toolchains.GO_FIXTURE, project)
     build = " ".join([*(f"{k}={v}" for k, v in toolchains.GO_ENV.items()),
                       *toolchains.GO_BUILD, "."])
     assert build in lines
     assert " ".join(toolchains.ZIP) in lines
+    pinned = re.search(r"aws-lambda-go (v\S+)", (toolchains.GO_FIXTURE / "go.mod").read_text())
+    assert pinned
+    assert f"go get github.com/aws/aws-lambda-go@{pinned[1]}" in lines
+    # A new module holding one of the fixtures' main packages, as a reader starts.
+    shutil.copy(toolchains.GO_FIXTURE / "sigterm" / "main.go", tmp_path / "main.go")
 
-    result = _run_as_written(lines, project / "echo", local_stack)
+    result = _run_as_written(lines, tmp_path, local_stack)
 
     assert result["status"] == "succeeded", result["error"]
-    assert result["response"]["event"] == {"k": 1}  # type: ignore[index]
+    assert result["response"] == {"event": {"k": 1}}
 
 
 def test_the_esbuild_recipe_builds_a_bundle_that_runs(tmp_path: Path,

@@ -23,8 +23,9 @@ import pytest
 from cfnlint.decode import decode
 
 from devstack import samples
-from devstack.demo import EVENTS, EXPECTED
+from devstack.demo import EXPECTED
 from devstack.local_run import grant_for
+from devstack.samples import EVENTS
 from devstack.stack import LocalStack
 from runner.containment.workdir import remove_tree
 from tests.e2e.conftest import FUNCTION, LAYER, PYTHON, ROLE

@@ -58,16 +58,19 @@ def attempt_dir(work_root: Path, label: str, *,
 
 
 def remove_tree(root: Path) -> None:
-    """Remove `root` even where the bundle took away its own write or search permissions."""
+    """Remove `root` even where the bundle took away its own write or search permissions.
+    Nothing above `root` is changed: a failure at `root` itself (a symlink, a file, a tree
+    still being written to) once made its parent, /tmp for a test, 0700."""
 
     def make_writable_and_retry(_func: object, name: str, _exc: BaseException) -> None:
         path = Path(name)
-        path.parent.chmod(stat.S_IRWXU)
+        if path != root:
+            path.parent.chmod(stat.S_IRWXU)  # a directory of the tree, never one above it
         if path.is_dir() and not path.is_symlink():
             path.chmod(stat.S_IRWXU)
             shutil.rmtree(path, onexc=make_writable_and_retry)
         else:
-            path.unlink()
+            path.unlink(missing_ok=True)
 
     if root.exists():
         shutil.rmtree(root, onexc=make_writable_and_retry)

@@ -14,7 +14,7 @@ SAMPLES_NPM := samples/node_modules/.package-lock.json
 SAM := SAM_CLI_TELEMETRY=0 PIP_PYTHON=$(abspath $(PY)) $(VENV)/bin/sam
 
 .PHONY: help setup run test check lint typecheck unit integration e2e clean sam sam-validate sam-build layer \
-	bench bench-quick
+	bench bench-quick toolchains fixtures
 
 help:
 	@echo "make run    - set up, then run the sample bundles end to end on the local stack"
@@ -40,6 +40,25 @@ $(NODE_FIXTURES): tests/fixtures/node/package-lock.json
 $(SAMPLES_NPM): samples/package-lock.json
 	cd samples && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
+# Go and Rust build the official-client test fixtures and AWS's Runtime Interface Emulator
+# (tests/support/toolchains.py, cached in ~/.cache/udf-runner); cargo-lambda and zig come with
+# the virtualenv. Neither toolchain comes from a package registry: say what to install.
+TOOL_PATH := $(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
+GO_MIN := 1.26
+toolchains: setup
+	@PATH="$(TOOL_PATH)"; \
+	command -v go >/dev/null || { echo "go not found: install Go $(GO_MIN) or later (https://go.dev/dl) into /usr/local/go"; exit 1; }; \
+	have=$$(go env GOVERSION | sed 's/^go//'); \
+	[ "$$(printf '%s\n' $(GO_MIN) "$$have" | sort -V | head -1)" = $(GO_MIN) ] || \
+		{ echo "go $$have is too old: the fixtures need Go $(GO_MIN) or later"; exit 1; }; \
+	command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.84 or later with rustup (https://rustup.rs)"; exit 1; }; \
+	echo "toolchains: go $$have, $$(cargo --version), $$($(VENV)/bin/cargo-lambda lambda --version)"
+
+# The Rust and Go fixtures and the RIE, built before pytest (a cold Rust build outlasts a test's
+# timeout); a no-op when ~/.cache/udf-runner holds them for these sources and pins.
+fixtures: toolchains
+	PATH="$(TOOL_PATH)" $(PY) -m tests.support.toolchains
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -51,13 +70,13 @@ check: lint typecheck
 unit: setup
 	$(PY) -m pytest tests/unit
 
-integration: setup
+integration: fixtures
 	$(PY) -m pytest tests/integration
 
-e2e: setup
+e2e: fixtures
 	$(PY) -m pytest tests/e2e
 
-test: check sam
+test: check sam fixtures
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory bench-quick
 

@@ -16,6 +16,7 @@ import queue
 import re
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from http import HTTPStatus
@@ -42,6 +43,8 @@ __all__ = [
     "CONNECTION_THREADS",
     "ERROR_BODY_TRAILER",
     "ERROR_TYPE_HEADER",
+    "EXTENSION_NEXT_PATH",
+    "EXTENSION_REGISTER_PATH",
     "INIT_ERROR_PATH",
     "MAX_CONNECTIONS",
     "NEXT_PATH",
@@ -65,6 +68,11 @@ _NOT_SUPPORTED = {
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
+# The Extensions API, as far as a runtime uses it for itself: Rust's graceful-shutdown helper
+# registers an internal extension (and panics if it cannot) only to be sent SIGTERM on shutdown,
+# which the runner always sends. Its `event/next` is held, as the runtime's is after the answer.
+EXTENSION_REGISTER_PATH = "/2020-01-01/extension/register"
+EXTENSION_NEXT_PATH = "/2020-01-01/extension/event/next"
 
 
 #: Threads serving connections at once (an official client uses one or two: the Node client,
@@ -153,10 +161,14 @@ class _Client:
         return route
 
     def _lookup(self, path: str) -> tuple[Callable[[], None] | None, str]:
-        if path == NEXT_PATH:
-            return self._next, "GET"
-        if path == INIT_ERROR_PATH:
-            return self._init_error, "POST"
+        fixed: dict[str, tuple[Callable[[], None], str]] = {
+            NEXT_PATH: (self._next, "GET"),
+            INIT_ERROR_PATH: (self._init_error, "POST"),
+            EXTENSION_REGISTER_PATH: (self._register_extension, "POST"),
+            EXTENSION_NEXT_PATH: (self._hold, "GET"),
+        }
+        if path in fixed:
+            return fixed[path]
         if match := _ANSWER_PATH.match(path):
             request_id = unquote(match["id"])
             if match["kind"] == "response":
@@ -173,9 +185,7 @@ class _Client:
         if isinstance(invocation, NotAllowed):
             raise _rejection(invocation)
         if isinstance(invocation, Hold):
-            self._server.mark_held(self._http.sock)
-            self._state.hold()
-            self._keep_alive = False
+            self._hold()
             return
         self._drain()
         headers = {
@@ -271,6 +281,22 @@ class _Client:
             self._drain()
         self._render_error(rejected)
 
+    def _hold(self) -> None:
+        """Block the call until the child is stopped: it will never be answered."""
+        self._server.mark_held(self._http.sock)
+        self._state.hold()
+        self._keep_alive = False
+
+    def _register_extension(self) -> None:
+        """Register an extension, during init only (Lambda's rule): it gets an identifier and
+        the function's name and version, and no events."""
+        self._drain()
+        _check(self._state.register_extension())
+        name = self._state.invocation.function_arn.rsplit(":", 1)[-1]
+        self._render(HTTPStatus.OK, {"functionName": name, "functionVersion": "$LATEST",
+                                     "handler": ""},
+                     [("Lambda-Extension-Identifier", str(uuid.uuid4()))])
+
     def _render_error(self, rejected: Rejected) -> None:
         self._render(rejected.status, {"errorMessage": rejected.message,
                                        "errorType": rejected.error_type})
@@ -278,10 +304,11 @@ class _Client:
     def _accepted(self) -> None:
         self._render(HTTPStatus.ACCEPTED, {"status": "OK"})
 
-    def _render(self, status: int, payload: dict[str, str]) -> None:
+    def _render(self, status: int, payload: dict[str, str],
+                headers: list[tuple[str, str]] | None = None) -> None:
         """The one way every JSON reply is written (Go's encoder adds the trailing newline)."""
         self._send(status, (json.dumps(payload, separators=(",", ":")) + "\n").encode(),
-                   "application/json")
+                   "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: list[tuple[str, str]] | None = None) -> None:

@@ -107,12 +107,14 @@ class Event(enum.Enum):
     ANSWER = "ResponseSent"
     LATE_ANSWER = "LateResponseSent"
     INIT_ERROR = "InitError"
+    REGISTER_EXTENSION = "ExtensionRegistered"
 
 
 #: Every transition the protocol allows (see the module docstring). A `next` after the answer
 #: leaves the phase as it is: the call is held, for one invocation per task.
 _TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
-    Phase.INIT: {Event.NEXT: Phase.INVOKED, Event.INIT_ERROR: Phase.INIT_FAILED},
+    Phase.INIT: {Event.NEXT: Phase.INVOKED, Event.INIT_ERROR: Phase.INIT_FAILED,
+                 Event.REGISTER_EXTENSION: Phase.INIT},
     Phase.INVOKED: {Event.ANSWER: Phase.ANSWERED, Event.LATE_ANSWER: Phase.CLOSED},
     Phase.ANSWERED: {Event.NEXT: Phase.ANSWERED},
     Phase.INIT_FAILED: {},
@@ -245,6 +247,11 @@ class InvocationState:
                 self._answer = PostedError("init", error)
                 self._answered_at = time.monotonic()
             return refusal
+
+    def register_extension(self) -> NotAllowed | None:
+        """Allow an extension to register, which Lambda allows during init only."""
+        with self._lock:
+            return self._fire(Event.REGISTER_EXTENSION)
 
     def publish(self) -> None:
         """Let the driver act on what has been recorded (called once the reply is written: a

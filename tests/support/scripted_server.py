@@ -68,8 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         server = self.server
         assert isinstance(server, ScriptedServer)
-        length = int(self.headers.get("Content-Length", "0"))
-        seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+        seen = Seen(self.command, self.path, dict(self.headers.items()), self._body())
         reply = server.next_reply(seen)
         if reply.hang:
             server.release.wait()
@@ -82,6 +81,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+    def _body(self) -> bytes:
+        """The request body, whole: Go's Runtime API client sends every POST chunked."""
+        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline().strip():  # trailers, up to the blank line
+            pass
+        return body
 
 
 @contextmanager

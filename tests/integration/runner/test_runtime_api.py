@@ -34,7 +34,14 @@ from runner.runtime_api import (
     Response,
     RuntimeApiServer,
 )
-from runner.runtime_api.server import API, INIT_ERROR_PATH, MAX_CONNECTIONS, NEXT_PATH
+from runner.runtime_api.server import (
+    API,
+    EXTENSION_NEXT_PATH,
+    EXTENSION_REGISTER_PATH,
+    INIT_ERROR_PATH,
+    MAX_CONNECTIONS,
+    NEXT_PATH,
+)
 from runner.settings import RESPONSE_CEILING, Settings
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:udf"
@@ -472,7 +479,7 @@ def test_an_invalid_response_mode_is_recorded(api: Api, mode: str) -> None:
 
 @pytest.mark.parametrize("path", ["/", "/2018-06-01/runtime/invocation/next/",
                                   "/2018-06-01/runtime/invocation/x/answer",
-                                  "/2020-01-01/extension/register", "/2018-06-01/ping"])
+                                  "/2020-01-01/extension/events", "/2018-06-01/ping"])
 def test_an_unknown_path_is_404(api: Api, path: str) -> None:
     assert api.call("GET", path).error() == (404, "NotFound")
     assert api.call("POST", path, b"{}").error() == (404, "NotFound")
@@ -503,6 +510,47 @@ def test_the_logs_api_gets_lambdas_stub(api: Api) -> None:
     assert reply.status == 202
     assert reply.json() == {"errorMessage": "Logs API is not supported",
                             "errorType": "Logs.NotSupported"}
+
+
+def test_an_extension_registers_during_init(api: Api) -> None:
+    """Rust's graceful-shutdown helper registers an internal extension before `run`, and
+    panics unless it gets 200, an identifier and the function's name, version and handler."""
+    reply = api.call("POST", EXTENSION_REGISTER_PATH, b'{"events":[]}',
+                     {"Lambda-Extension-Name": "helper", "Content-Type": "application/json"})
+
+    assert reply.status == 200
+    assert uuid.UUID(reply.headers["Lambda-Extension-Identifier"])
+    assert reply.json() == {"functionName": "udf", "functionVersion": "$LATEST", "handler": ""}
+    assert api.state.phase is Phase.INIT
+
+
+def test_an_extension_cannot_register_after_init(api: Api) -> None:
+    assert api.next().status == 200
+
+    reply = api.call("POST", EXTENSION_REGISTER_PATH, b'{"events":[]}')
+
+    assert reply.error() == (403, "InvalidStateTransition")
+    assert api.state.phase is Phase.INVOKED
+
+
+def test_an_extensions_next_event_is_held_until_the_server_stops(api: Api) -> None:
+    outcome: list[BaseException | Reply] = []
+
+    def call() -> None:
+        try:
+            outcome.append(api.call("GET", EXTENSION_NEXT_PATH))
+        except (http.client.HTTPException, OSError) as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    _wait_until_held(api)
+
+    assert thread.is_alive()
+    api.stop()
+    thread.join()
+    (ended,) = outcome
+    assert not isinstance(ended, Reply)  # cut when the server stopped, never answered
 
 
 def test_a_malformed_request_gets_a_json_error(api: Api) -> None:

@@ -1,0 +1,243 @@
+"""Bundles built from source by each toolchain's own recipe, and the reference Runtime API emulator.
+
+- Rust: `tests/fixtures/rust_lambda` on the official `lambda_runtime` crate, built by
+  cargo-lambda exactly as the README's recipe does (`cargo lambda build --release
+  --output-format zip`): panics abort, cargo-lambda's default. The same crate is built a second
+  time with its `unwind` profile, for a bundle whose Cargo.toml keeps unwinding.
+- Go: each package of `tests/fixtures/go_lambda` on `aws-lambda-go`, built and zipped as the
+  README's recipe does.
+- The RIE: `aws-lambda-rie` from the Go module proxy, at a pinned pseudo-version.
+
+Builds are keyed by everything that goes into them (sources, lock files, commands, tool versions)
+and kept under `${XDG_CACHE_HOME:-~/.cache}/udf-runner`, outside the clone, so only the first
+run on a machine pays for them. Concurrent sessions share the cache: each build holds a lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+RUST_FIXTURE = FIXTURES / "rust_lambda"
+GO_FIXTURE = FIXTURES / "go_lambda"
+#: The Go fixture's main packages, one bundle each.
+GO_BUNDLES = ("echo", "error", "panic", "deadline", "stream", "sigterm", "readerror")
+#: The README's recipes, run as they are written there.
+RUST_RELEASE = ("cargo", "lambda", "build", "--release", "--output-format", "zip", "--locked")
+RUST_UNWIND = ("cargo", "lambda", "build", "--profile", "unwind", "--output-format", "zip",
+               "--locked")
+GO_BUILD = ("go", "build", "-tags", "lambda.norpc", "-o", "bootstrap")
+GO_ENV = {"GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0"}
+ZIP = ("zip", "-q", "bootstrap.zip", "bootstrap")
+#: The emulator's tags are not semver; the proxy serves commits as pseudo-versions.
+RIE_PACKAGE = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+RIE_VERSION = "v0.0.0-20261030222936-bef5c4ba774d"
+
+
+class ToolchainMissing(RuntimeError):  # noqa: N818 - named for what the reader must fix
+    """A compiler or tool the fixtures need is not installed."""
+
+
+def cache_root() -> Path:
+    """Where builds are kept: `${XDG_CACHE_HOME:-~/.cache}/udf-runner`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "udf-runner"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle as its toolchain zipped it, and the same unpacked (its `bootstrap` executable)."""
+
+    zip: Path
+    folder: Path
+
+
+@dataclass(frozen=True)
+class RustBundles:
+    """The Rust fixture with panics aborting (cargo-lambda's default) and unwinding."""
+
+    abort: Bundle
+    unwind: Bundle
+
+
+def _tool_path() -> str:
+    """PATH for builds: the virtualenv's bin (cargo-lambda, zig's Python wheel) and cargo's."""
+    extra = [str(Path(sys.executable).parent), str(Path.home() / ".cargo" / "bin"),
+             "/usr/local/go/bin"]
+    return os.pathsep.join([*extra, os.environ.get("PATH", "")])
+
+
+def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PATH": _tool_path(), **(extra or {})}
+
+
+def require(tool: str, how: str) -> str:
+    """The path of `tool`, or ToolchainMissing saying how to install it."""
+    found = shutil.which(tool, path=_tool_path())
+    if found is None:
+        raise ToolchainMissing(f"{tool} is not installed: {how}")
+    return found
+
+
+def _run(argv: Sequence[str], *, cwd: Path | None = None,
+         env: Mapping[str, str] | None = None) -> str:
+    """Run a build step; its output is shown only when it fails."""
+    done = subprocess.run(list(argv), cwd=cwd, env=_env(env), capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n"
+                           f"{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _tree_parts(root: Path) -> Iterator[bytes]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "target" not in path.relative_to(root).parts:
+            yield path.relative_to(root).as_posix().encode()
+            yield path.read_bytes()
+
+
+def build_key(*parts: str, trees: Sequence[Path] = ()) -> str:
+    """A digest of the source trees (lock files included) and of the commands and versions."""
+    digest = hashlib.sha256()
+    for text in parts:
+        digest.update(text.encode() + b"\0")
+    for tree in trees:
+        for part in _tree_parts(tree):
+            digest.update(part + b"\0")
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def cached(name: str, key: str, build: Callable[[Path], None]) -> Path:
+    """The folder `build` fills, built once per key; a failed build leaves nothing behind."""
+    dest = cache_root() / "fixtures" / f"{name}-{key[:20]}"
+    if dest.is_dir():
+        return dest
+    with _locked(dest.with_name(dest.name + ".lock")):
+        if dest.is_dir():  # another session built it while this one waited
+            return dest
+        staging = dest.with_name(f".{dest.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            build(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        staging.rename(dest)
+    return dest
+
+
+def _unpacked(zip_path: Path) -> Bundle:
+    """The zip next to its contents, unpacked by Info-ZIP (which keeps the modes it records)."""
+    folder = zip_path.parent / "bundle"
+    _run(["unzip", "-q", "-o", str(zip_path), "-d", str(folder)])
+    return Bundle(zip_path, folder)
+
+
+def _versions(*argv: Sequence[str]) -> list[str]:
+    return [_run(command).strip() for command in argv]
+
+
+# --- Rust ---------------------------------------------------------------------------------------
+
+def _require_rust() -> None:
+    require("cargo", "install Rust (rustup, https://rustup.rs) and put ~/.cargo/bin on PATH")
+    require("cargo-lambda", "run `make setup` (pip installs cargo-lambda and ziglang into .venv)")
+
+
+def rust_bundles() -> RustBundles:
+    """The `lambda_runtime` fixture, built with cargo-lambda both ways (cached)."""
+    _require_rust()
+    key = build_key(*RUST_RELEASE, *RUST_UNWIND,
+                    *_versions(["rustc", "-V"], ["cargo", "lambda", "--version"]),
+                    trees=[RUST_FIXTURE])
+    dest = cached("rust-lambda", key, _build_rust)
+    return RustBundles(abort=_bundle_in(dest / "abort"), unwind=_bundle_in(dest / "unwind"))
+
+
+def _bundle_in(folder: Path) -> Bundle:
+    return Bundle(folder / "bootstrap.zip", folder / "bundle")
+
+
+def _build_rust(dest: Path) -> None:
+    target = cache_root() / "cargo-target"
+    built = target / "lambda" / "lambda-fixture" / "bootstrap.zip"
+    # One target dir for every build of the fixture: dependencies compile once per profile.
+    with _locked(target.with_name("cargo-target.lock")):
+        for variant, command in (("abort", RUST_RELEASE), ("unwind", RUST_UNWIND)):
+            _run(command, cwd=RUST_FIXTURE, env={"CARGO_TARGET_DIR": str(target)})
+            (dest / variant).mkdir()
+            shutil.copy2(built, dest / variant / "bootstrap.zip")
+            _unpacked(dest / variant / "bootstrap.zip")
+
+
+# --- Go -----------------------------------------------------------------------------------------
+
+def _require_go() -> None:
+    require("go", "install Go 1.26 or later (https://go.dev/dl) and put it on PATH")
+
+
+def go_bundles() -> dict[str, Bundle]:
+    """Each `aws-lambda-go` fixture by package name (cached)."""
+    _require_go()
+    key = build_key(*GO_BUILD, *ZIP, repr(sorted(GO_ENV.items())),
+                    *_versions(["go", "version"]), trees=[GO_FIXTURE])
+    dest = cached("go-lambda", key, _build_go)
+    return {name: _bundle_in(dest / name) for name in GO_BUNDLES}
+
+
+def _build_go(dest: Path) -> None:
+    for name in GO_BUNDLES:
+        out = dest / name
+        out.mkdir()
+        _run([*GO_BUILD[:-1], str(out / "bootstrap"), f"./{name}"], cwd=GO_FIXTURE, env=GO_ENV)
+        _run(ZIP, cwd=out)
+        (out / "bootstrap").unlink()
+        _unpacked(out / "bootstrap.zip")
+
+
+# --- The Runtime Interface Emulator -------------------------------------------------------------
+
+def rie() -> Path:
+    """`aws-lambda-rie`, built from the Go module proxy (cached)."""
+    _require_go()
+    key = build_key(RIE_PACKAGE, RIE_VERSION, *_versions(["go", "version"]))
+    return cached("aws-lambda-rie", key, _build_rie) / "aws-lambda-rie"
+
+
+def _build_rie(dest: Path) -> None:
+    _run(["go", "install", "-ldflags", "-s -w", f"{RIE_PACKAGE}@{RIE_VERSION}"],
+         env={"GOBIN": str(dest), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
+
+
+def main() -> None:
+    """Build (or find in the cache) every fixture, before the tests: a cold Rust build takes
+    minutes, more than one test's timeout."""
+    for name, build in (("aws-lambda-rie", rie), ("go fixtures", go_bundles),
+                        ("rust fixtures", rust_bundles)):
+        started = time.monotonic()
+        build()
+        sys.stdout.write(f"{name}: ready in {time.monotonic() - started:.1f} s\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ STEPS = [
     ("runner.runtimes", "child_spec", "entrypoint checks, child environment"),
     ("runner.runtime_api.server", "RuntimeApiServer.start", "Runtime API server start"),
     ("runner.invoke.child", "Child.__init__", "spawn (fork, setuid, rlimits, exec)"),
-    ("runner.invoke.driver", "_wait", "child: exec to answer"),
+    ("runner.invoke.driver", "_Waiter.until", "child: exec to answer, then its log flush"),
     ("runner.invoke.child", "Child.stop", "stop the child (signals, /proc scan of its group)"),
     ("runner.containment.reaper", "sweep", "process sweeps (two, each a /proc scan)"),
     ("runner.containment.scratch", "remove_owned", "scratch dirs cleanup"),

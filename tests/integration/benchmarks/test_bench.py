@@ -9,6 +9,7 @@ yields a figure, `make bench` produces them.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import sys
 import time
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks import artifact, cold_start, fixtures, suite
+from benchmarks import artifact, breakdown, cold_start, fixtures, suite
 from benchmarks.floor import serve_one
 from benchmarks.report import ratio_row
 from benchmarks.stats import interleaved
@@ -122,3 +123,12 @@ def test_the_latency_proxy_delays_a_request_once_even_in_two_writes() -> None:
     assert answer == {"ok": True}
     assert delay_ms / 1000 <= elapsed < 2 * delay_ms / 1000
     assert service.seen[0].body == b"{}"
+
+
+def test_every_step_of_the_breakdown_names_code_that_exists() -> None:
+    # A rename in the runner must fail here, not first in `make bench-quick`.
+    for module_name, path, _label in breakdown.STEPS:
+        owner: object = importlib.import_module(module_name)
+        for part in path.split("."):
+            owner = getattr(owner, part)
+        assert callable(owner)

@@ -17,7 +17,6 @@ their own modules; this one only sequences them, times them and maps what they r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +31,7 @@ from pydantic import ValidationError
 from runner import result, runtimes
 from runner.bundle import extract
 from runner.bundle.cache import BundleCache
-from runner.bundle.fetch import FetchedBundle, S3ClientFactory, S3Clients, fetch
+from runner.bundle.fetch import FetchedBundle, fetch
 from runner.containment import Containment
 from runner.deadline import Deadline
 from runner.errors import InvalidPayloadError, QueryFailedError, RunnerError, SandboxError
@@ -40,7 +39,7 @@ from runner.invoke.driver import InvocationOutcome, InvocationSpec, run_invocati
 from runner.invoke.output import LineSink, stdout_sink
 from runner.models import BundleInfo, TaskPayload, TaskResult
 from runner.observability import Phases, logger, record_result
-from runner.platform import ServiceClient, capability
+from runner.platform import S3Reader, ServiceClient, capability
 from runner.platform.minter import MinterClient, ScopedCredentials
 from runner.platform.query import INPUTS_KEY, TRUNCATED_MESSAGE, QueryClient
 from runner.runtime_api.state import Response
@@ -98,14 +97,14 @@ class InvokeContext:
 class Pipeline:
     """Runs task attempts with one configuration; lives as long as the execution environment."""
 
-    def __init__(self, settings: Settings, *, s3_clients: S3ClientFactory | None = None,
-                 sink: LineSink = stdout_sink) -> None:
+    def __init__(self, settings: Settings, *, sink: LineSink = stdout_sink) -> None:
         self._settings = settings
-        self._s3_clients = s3_clients or S3Clients(region=settings.region,
-                                                   endpoint_url=settings.s3_endpoint_url,
-                                                   max_attempts=settings.s3_max_attempts)
         self._sink = sink
+        # One pool for the minter, the Query Service and S3: their connections are kept for
+        # the next task (the credentials are each request's, not the connection's).
         self._pool = urllib3.PoolManager(retries=False, maxsize=MAX_PARALLEL)
+        self._s3 = S3Reader(region=settings.region, endpoint_url=settings.s3_endpoint_url,
+                            max_attempts=settings.s3_max_attempts, pool=self._pool)
         self._cache = BundleCache(settings.work_root / "cache", settings.cache_max_bytes)
         self._containment = Containment.start(settings, keep=[self._cache.root])
         logger.info("containment", extra=self._containment.log_fields())
@@ -215,11 +214,8 @@ class Pipeline:
             return found.path
         with attempt.phases("credentials"):
             credentials = minter.mint("read", [payload.bundle.uri], deadline, cancel)
-        # The client is the task's (its credentials): closed here, so that its connections do
-        # not wait for the garbage collector (botocore clients live in reference cycles).
-        with (attempt.phases("fetch"),
-              contextlib.closing(self._s3_clients(credentials, deadline)) as client):
-            fetched = fetch(payload.bundle.uri, sha256, client=client,
+        with attempt.phases("fetch"):
+            fetched = fetch(payload.bundle.uri, sha256, s3=self._s3, credentials=credentials,
                             dest_dir=self._settings.work_root / "downloads",
                             max_bytes=self._settings.max_bundle_bytes, deadline=deadline,
                             cancellation=cancel)

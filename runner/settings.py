@@ -123,8 +123,8 @@ class Settings(BaseModel):
     query_url: str = ""
     # Only for the local stack: the embedded S3 server. Never set in Lambda.
     s3_endpoint_url: str = ""
-    # Attempts per S3 request, the first included (throttling and 5xx are retried with
-    # botocore's backoff).
+    # Attempts per S3 request, the first included (throttling, 5xx, connection failures and
+    # timeouts are retried with exponential backoff and full jitter, within the deadline).
     s3_max_attempts: Annotated[int, Field(ge=1, le=10)] = 5
 
     # Rows each input query may return (the Query Service caps it too).

@@ -5,7 +5,7 @@ themselves are `fetch.fetch` and `extract.extract`."""
 
 from runner.bundle.cache import BundleCache, Lookup
 from runner.bundle.extract import ExtractLimits, ExtractStats, limits_from
-from runner.bundle.fetch import FetchedBundle, S3ClientFactory, S3Clients, split_uri
+from runner.bundle.fetch import FetchedBundle, split_uri
 from runner.bundle.layout import BOOTSTRAP, Layout
 from runner.bundle.verify import sha256_file, verify
 
@@ -17,8 +17,6 @@ __all__ = [
     "FetchedBundle",
     "Layout",
     "Lookup",
-    "S3ClientFactory",
-    "S3Clients",
     "limits_from",
     "sha256_file",
     "split_uri",

@@ -18,7 +18,7 @@ import urllib3
 from runner.deadline import Deadline
 from runner.steps import NEVER, Cancellation
 
-__all__ = ["RETRYABLE_STATUSES", "Reply", "ServiceClient", "ServiceUnavailable"]
+__all__ = ["RETRYABLE_STATUSES", "Reply", "ServiceClient", "ServiceUnavailable", "backoff"]
 
 #: Statuses worth another attempt: the service is throttling or failing, not refusing.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -112,9 +112,13 @@ class ServiceClient:
         return Reply(response.status, parsed), "", None
 
     def _pause(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
-        return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))  # noqa: S311
+        return retry_after if retry_after is not None else backoff(attempt)
+
+
+def backoff(attempt: int) -> float:
+    """The pause after failed attempt `attempt` (1, 2, ...): exponential, capped, with full
+    jitter so that clients failing together do not come back together."""
+    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt))  # noqa: S311
 
 
 def _parse(data: bytes) -> Any:

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from runner.bundle.fetch import S3Clients, fetch
+from runner.bundle.fetch import fetch
 from runner.deadline import Deadline
 from runner.errors import (
     AccessDeniedError,
@@ -23,7 +23,7 @@ from runner.errors import (
     IntegrityMismatchError,
     StorageUnavailableError,
 )
-from runner.platform import ScopedCredentials
+from runner.platform import S3Reader, ScopedCredentials
 from tests.support.scripted_server import Reply, scripted
 
 CREDS = ScopedCredentials("AKIAFETCHTEST", "secret", "session")
@@ -48,10 +48,9 @@ def s3_url() -> Iterator[str]:
 def _fetch(url: str, tmp_path: Path, uri: str = "s3://fetch-bundles/b.zip", sha: str = SHA,
            max_bytes: int = 10 * 1024 * 1024, *, max_attempts: int = 5) -> Path:
     deadline = Deadline.after(20)
-    clients = S3Clients(region="us-east-1", endpoint_url=url, max_attempts=max_attempts)
-    client = clients(CREDS, deadline)
-    return fetch(uri, sha, client=client, dest_dir=tmp_path / "dl", max_bytes=max_bytes,
-                 deadline=deadline).path
+    s3 = S3Reader(region="us-east-1", endpoint_url=url, max_attempts=max_attempts)
+    return fetch(uri, sha, s3=s3, credentials=CREDS, dest_dir=tmp_path / "dl",
+                 max_bytes=max_bytes, deadline=deadline).path
 
 
 def test_a_bundle_is_streamed_to_a_file_and_verified(s3_url: str, tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ process) by `runner.bundle.fetch`, with the credentials the minter gives the tas
   `runner.bundle.fetch` makes is wrapped to time its `update` calls), against `hashlib.sha256`
   over the same bytes in memory; and, for a warm task, the cache's re-hash of the stored zip
   (`runner.bundle.verify.sha256_file`) against the same. Ratios of throughput: floor time / ours.
-- fetch: `runner.bundle.fetch.fetch` (a client for the credentials, the streaming GET, the hash, the
-  file) against boto3's `download_file` to a file followed by `sha256sum` of it.
+- fetch: `runner.bundle.fetch.fetch` (the signed streaming GET with the task's credentials, the
+  hash, the file) against boto3's `download_file` to a file followed by `sha256sum` of it.
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ from benchmarks.report import Row, ratio_row
 from benchmarks.stats import interleaved
 from runner.bundle import fetch as runner_fetch
 from runner.bundle import sha256_file
-from runner.bundle.fetch import S3Clients, split_uri
+from runner.bundle.fetch import split_uri
 from runner.deadline import Deadline
-from runner.platform import ScopedCredentials
+from runner.platform import S3Reader, ScopedCredentials
 
 
 @dataclass(frozen=True)
 class Object:
-    """The bundle in S3, who may read it, and the S3 clients' factory (one botocore session,
-    as a `Pipeline` keeps for its execution environment)."""
+    """The bundle in S3, who may read it, and the S3 reader (one connection pool, as a
+    `Pipeline` keeps for its execution environment)."""
 
     uri: str
     sha256: str
     data: bytes
     credentials: ScopedCredentials
-    clients: S3Clients
+    s3: S3Reader
 
 
 class _TimedSha256:
@@ -80,9 +80,8 @@ def _timed_hashing(spent: list[float]) -> Iterator[None]:
 
 def _runner_fetch(obj: Object, dest: Path) -> Path:
     deadline = Deadline.after(300)
-    client = obj.clients(obj.credentials, deadline)  # a client per task, as the pipeline makes
-    fetched = runner_fetch.fetch(obj.uri, obj.sha256, client=client, dest_dir=dest,
-                                 max_bytes=len(obj.data) + 1, deadline=deadline)
+    fetched = runner_fetch.fetch(obj.uri, obj.sha256, s3=obj.s3, credentials=obj.credentials,
+                                 dest_dir=dest, max_bytes=len(obj.data) + 1, deadline=deadline)
     return fetched.path
 
 

@@ -27,9 +27,8 @@ from benchmarks import artifact, cli, cold_start, extract, fetch, fixtures, mach
 from benchmarks.report import Row
 from runner.bundle.extract import extract as extract_zip
 from runner.bundle.extract import limits_from
-from runner.bundle.fetch import S3Clients
 from runner.deadline import Deadline
-from runner.platform import ServiceClient
+from runner.platform import S3Reader, ServiceClient
 from runner.platform.minter import MinterClient
 from runner.settings import Settings
 
@@ -239,7 +238,7 @@ class Suite:
                                             payload["capability_token"]))
         region, endpoint_url = self.settings.region, self.settings.s3_endpoint_url
         obj = fetch.Object(uri=payload["bundle"]["uri"], sha256=payload["bundle"]["sha256"],
-                           data=data, clients=S3Clients(region=region, endpoint_url=endpoint_url),
+                           data=data, s3=S3Reader(region=region, endpoint_url=endpoint_url),
                            credentials=minter.mint("read", [payload["bundle"]["uri"]],
                                                    Deadline.after(30)))
         downloads = self.base / "downloads"

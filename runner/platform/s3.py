@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -58,12 +59,27 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class S3Error(Exception):
-    """S3's final answer to the GET was an error."""
+    """An error answer from S3: its status, S3's code, and the bucket's region when S3 named it
+    (the message never holds more than the status and the code)."""
 
-    def __init__(self, status: int, code: str) -> None:
+    def __init__(self, status: int, code: str = "", region: str = "") -> None:
         super().__init__(f"HTTP {status} {code}".rstrip())
         self.status = status
         self.code = code
+        self.region = region
+
+    @classmethod
+    def parse(cls, status: int, headers: Mapping[str, str], body: bytes) -> S3Error:
+        """The error in an answer of S3's: the code from its XML error document, the region
+        from `x-amz-bucket-region` or else the document."""
+        fields = _error_fields(body)
+        region = headers.get("x-amz-bucket-region") or fields.get("Region", "")
+        return cls(status, fields.get("Code", ""), region)
+
+    @property
+    def transient(self) -> bool:
+        """Worth another attempt: S3 is throttling or failing, not refusing."""
+        return self.status in RETRYABLE_STATUSES or self.code in _TRANSIENT_CODES
 
 
 class BrokenStream(Exception):  # noqa: N818 - the caller maps it to its own error
@@ -164,11 +180,11 @@ class S3Reader:
             if isinstance(answer, urllib3.BaseHTTPResponse):
                 return S3Object(answer)
             if moved or answer.status not in _MOVED or answer.region in ("", region):
-                raise S3Error(answer.status, answer.code)
+                raise answer
             region, moved = answer.region, True  # sent again once, signed for its region
 
     def _get(self, where: Location, region: str, credentials: ScopedCredentials,
-             deadline: Deadline, cancellation: Cancellation) -> urllib3.BaseHTTPResponse | _Refusal:
+             deadline: Deadline, cancellation: Cancellation) -> urllib3.BaseHTTPResponse | S3Error:
         """A success, or a refusal that another attempt would not change."""
         origin = self._pool.connection_from_host(where.host, where.port, where.scheme)
         reason = "no attempt fitted in the time budget"
@@ -178,7 +194,7 @@ class S3Reader:
             attempt += 1
             answer = _attempt(origin, where, region, credentials, deadline)
             if isinstance(answer, urllib3.BaseHTTPResponse) or (
-                    isinstance(answer, _Refusal) and not answer.transient):
+                    isinstance(answer, S3Error) and not answer.transient):
                 return answer
             reason = f"{where.url}: {answer}"
             pause = backoff(attempt)
@@ -188,26 +204,9 @@ class S3Reader:
         raise ServiceUnavailable(reason, attempt)
 
 
-@dataclass(frozen=True)
-class _Refusal:
-    """An error answer, read: its status, S3's code, and the bucket's region when S3 named it."""
-
-    status: int
-    code: str
-    region: str
-
-    @property
-    def transient(self) -> bool:
-        """Worth another attempt: S3 is throttling or failing, not refusing."""
-        return self.status in RETRYABLE_STATUSES or self.code in _TRANSIENT_CODES
-
-    def __str__(self) -> str:
-        return str(S3Error(self.status, self.code))
-
-
 def _attempt(origin: HTTPConnectionPool, where: Location, region: str,
              credentials: ScopedCredentials, deadline: Deadline,
-             ) -> urllib3.BaseHTTPResponse | _Refusal | str:
+             ) -> urllib3.BaseHTTPResponse | S3Error | str:
     """One signed GET: the response to stream, S3's refusal, or why it failed to answer."""
     headers = sign_get(where.host_header, where.path, region=region, credentials=credentials,
                        now=datetime.now(UTC))
@@ -227,16 +226,14 @@ def _attempt(origin: HTTPConnectionPool, where: Location, region: str,
     return _refusal(response)
 
 
-def _refusal(response: urllib3.BaseHTTPResponse) -> _Refusal:
+def _refusal(response: urllib3.BaseHTTPResponse) -> S3Error:
     try:
         body = response.read(_ERROR_BODY_LIMIT, decode_content=False)
     except urllib3.exceptions.HTTPError:
         body = b""
     finally:
         _let_go(response)
-    fields = _error_fields(body)
-    region = response.headers.get("x-amz-bucket-region") or fields.get("Region", "")
-    return _Refusal(response.status, fields.get("Code", ""), region)
+    return S3Error.parse(response.status, response.headers, body)
 
 
 def _error_fields(body: bytes) -> dict[str, str]:

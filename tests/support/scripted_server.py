@@ -13,12 +13,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer. `hang` holds the request until the server stops (a slow server)."""
+    """One scripted answer. `hang` holds the request until the server stops (a slow server);
+    `cut_after` sends only that many bytes of the body it declares, then hangs up; `chunked`
+    sends the body without a Content-Length."""
 
     status: int = 200
     body: Any = None  # JSON-serialised unless bytes
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    cut_after: int | None = None
+    chunked: bool = False
 
 
 @dataclass
@@ -78,10 +82,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for name, value in {"Content-Type": "application/json", **reply.headers}.items():
             self.send_header(name, value)
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
-
+        self.wfile.write(body[:reply.cut_after])
+        if reply.cut_after is not None:
+            self.close_connection = True
 
     def _body(self) -> bytes:
         """The request body, whole: Go's Runtime API client sends every POST chunked."""

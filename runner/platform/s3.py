@@ -98,14 +98,18 @@ class Location:
     @property
     def host_header(self) -> str:
         """The Host header, as signed: the port only when it is not the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
         default = self.port is None or self.port == _DEFAULT_PORTS.get(self.scheme)
-        return host if default else f"{host}:{self.port}"
+        return self._host if default else f"{self._host}:{self.port}"
 
     @property
     def url(self) -> str:
         """For messages: nothing secret is in it (the credentials go in headers)."""
-        return f"{self.scheme}://{self.host_header}{self.path}"
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.scheme}://{self._host}{port}{self.path}"
+
+    @property
+    def _host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
 
 
 def locate(bucket: str, key: str, *, region: str, endpoint_url: str = "") -> Location:

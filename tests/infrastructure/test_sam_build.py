@@ -35,7 +35,7 @@ ELF_MACHINE_X86_64 = 62
 HANDLER_PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import runner.app, pydantic, pydantic_core, boto3, aws_lambda_powertools
+import runner.app, pydantic, pydantic_core, urllib3, aws_lambda_powertools
 
 class Context:
     function_name = "udf-runner"
@@ -49,7 +49,7 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 60_000
 
-modules = {m.__name__: m.__file__ for m in (runner.app, pydantic, pydantic_core, boto3,
+modules = {m.__name__: m.__file__ for m in (runner.app, pydantic, pydantic_core, urllib3,
                                             aws_lambda_powertools)}
 result = runner.app.lambda_handler({"schema_version": 1}, Context())
 print(json.dumps({"modules": modules, "result": result}))
@@ -105,8 +105,10 @@ def test_zip_root_holds_the_runner_package_and_its_dependencies(build_dir: Path)
     assert (root / "runner" / "__init__.py").is_file()
     assert (root / "runner" / "app.py").is_file()
     assert not (root / "runner" / "requirements.txt").exists()
-    for package in ("pydantic", "pydantic_core", "boto3", "botocore", "aws_lambda_powertools"):
+    for package in ("pydantic", "pydantic_core", "urllib3", "h11", "aws_lambda_powertools"):
         assert (root / package / "__init__.py").is_file(), package
+    for package in ("boto3", "botocore"):  # S3 is read with a signed GET of the runner's own
+        assert not (root / package).exists(), package
 
 
 def test_native_dependencies_are_cpython_313_on_x86_64_linux(build_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,16 +41,19 @@ class ScriptedServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, script: list[Reply]) -> None:
+    def __init__(self, script: list[Reply], tls: ssl.SSLContext | None = None) -> None:
         self.script = list(script)
         self.seen: list[Seen] = []
         self.release = threading.Event()
         self._lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.scheme = "http" if tls is None else "https"
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     def next_reply(self, seen: Seen) -> Reply:
         with self._lock:
@@ -107,9 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def scripted(*replies: Reply) -> Iterator[ScriptedServer]:
-    """Serve `replies` in a thread for the duration of the block."""
-    server = ScriptedServer(list(replies))
+def scripted(*replies: Reply, tls: ssl.SSLContext | None = None) -> Iterator[ScriptedServer]:
+    """Serve `replies` in a thread for the duration of the block (over TLS with `tls`)."""
+    server = ScriptedServer(list(replies), tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                               daemon=True)
     thread.start()

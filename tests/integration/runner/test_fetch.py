@@ -8,14 +8,22 @@ answering as S3 does.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import hashlib
+import ipaddress
 import logging
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
+import urllib3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from moto.server import ThreadedMotoServer
 
 from devstack.stack import LocalStack
@@ -276,3 +284,49 @@ def _chain(error: BaseException | None) -> str:
         texts += [str(error), repr(error)]
         error = error.__cause__ or error.__context__
     return "\n".join(texts)
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a certificate for 127.0.0.1 that no CA store trusts, and the
+    certificate's file (to trust it on purpose)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fetch-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+def test_an_endpoint_whose_certificate_is_not_trusted_is_refused(tmp_path: Path) -> None:
+    context, _ = _self_signed(tmp_path)
+    with scripted(Reply(200, CONTENT), tls=context) as server, \
+            pytest.raises(StorageUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+        _fetch(server.url, tmp_path, max_attempts=1)
+
+    assert server.seen == []
+
+
+def test_a_bundle_is_read_over_tls(tmp_path: Path) -> None:
+    context, cert_file = _self_signed(tmp_path)
+    with scripted(Reply(200, CONTENT), tls=context) as server:
+        s3 = S3Reader(region="us-east-1", endpoint_url=server.url,
+                      pool=urllib3.PoolManager(retries=False, ca_certs=str(cert_file)))
+        fetched = fetch("s3://fetch-bundles/b.zip", SHA, s3=s3, credentials=CREDS,
+                        dest_dir=tmp_path / "dl", max_bytes=len(CONTENT),
+                        deadline=Deadline.after(20))
+
+    assert fetched.path.read_bytes() == CONTENT
+    assert server.seen[0].headers["Host"] == server.url.removeprefix("https://")

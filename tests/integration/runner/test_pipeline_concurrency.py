@@ -122,7 +122,7 @@ class SlowS3:
 
 def _fds(kind: Callable[[str], bool]) -> int:
     """Open file descriptors of this process whose target `kind` accepts."""
-    gc.collect()  # botocore clients of finished tasks close their pools when collected
+    gc.collect()  # garbage of earlier tests, whose descriptors must not close between counts
     count = 0
     for fd in Path("/proc/self/fd").iterdir():
         try:
@@ -133,9 +133,10 @@ def _fds(kind: Callable[[str], bool]) -> int:
 
 
 def _sockets_to(url: str) -> int:
-    """Open sockets of this process connected to the port of `url` (the pools' connections to
-    the minter and the Query Service are kept for the next task on purpose; a connection to S3
-    outliving its task would be a leak)."""
+    """Open sockets of this process connected to the port of `url` (the pool keeps its
+    connections to the minter, the Query Service and S3 for the next task on purpose, but only
+    those whose answer was read to its end; a connection a cut-short download left open would
+    be a leak)."""
     port = f":{int(url.rsplit(':', 1)[1]):04X}"
     inodes = set()
     for line in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:

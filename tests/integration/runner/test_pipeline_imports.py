@@ -31,8 +31,8 @@ from runner.settings import Settings
 
 pipeline = Pipeline(Settings.model_validate_json(sys.argv[1]), sink=lambda line: None)
 result = pipeline.run(json.loads(sys.argv[2]))
-print(json.dumps({"result": result.model_dump(mode="json"), "tried": tried,
-                  "loaded": [m for m in sys.modules if m.partition(".")[0] in ("boto3", "botocore")]}))
+loaded = [m for m in sys.modules if m.partition(".")[0] in ("boto3", "botocore")]
+print(json.dumps({"result": result.model_dump(mode="json"), "tried": tried, "loaded": loaded}))
 """
 
 

@@ -15,13 +15,14 @@ from typing import Any
 @dataclass(frozen=True)
 class Reply:
     """One scripted answer. `hang` holds the request until the server stops (a slow server);
-    `cut_after` sends only that many bytes of the body it declares, then hangs up; `chunked`
-    sends the body without a Content-Length."""
+    `drop` hangs up without answering; `cut_after` sends only that many bytes of the body it
+    declares, then hangs up; `chunked` sends the body without a Content-Length."""
 
     status: int = 200
     body: Any = None  # JSON-serialised unless bytes
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    drop: bool = False
     cut_after: int | None = None
     chunked: bool = False
 
@@ -80,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = server.next_reply(seen)
         if reply.hang:
             server.release.wait()
+        if reply.hang or reply.drop:
             self.close_connection = True
             return
         body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import logging
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,8 +61,8 @@ def s3_url() -> Iterator[str]:
 
 def _fetch(url: str, tmp_path: Path, uri: str = "s3://fetch-bundles/b.zip", sha: str = SHA,
            max_bytes: int = 10 * 1024 * 1024, *, max_attempts: int = 5,
-           credentials: ScopedCredentials = CREDS) -> Path:
-    deadline = Deadline.after(20)
+           credentials: ScopedCredentials = CREDS, seconds: float = 20) -> Path:
+    deadline = Deadline.after(seconds)
     s3 = S3Reader(region="us-east-1", endpoint_url=url, max_attempts=max_attempts)
     return fetch(uri, sha, s3=s3, credentials=credentials, dest_dir=tmp_path / "dl",
                  max_bytes=max_bytes, deadline=deadline).path
@@ -187,6 +188,23 @@ def test_a_request_timeout_is_retried(tmp_path: Path) -> None:
         assert _fetch(server.url, tmp_path).read_bytes() == CONTENT
 
     assert len(server.seen) == 2
+
+
+def test_a_connection_dropped_before_an_answer_is_retried(tmp_path: Path) -> None:
+    with scripted(Reply(drop=True), Reply(200, CONTENT)) as server:
+        assert _fetch(server.url, tmp_path).read_bytes() == CONTENT
+
+    assert len(server.seen) == 2
+
+
+def test_retries_stop_at_the_deadline(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with scripted(_s3_error(503, "SlowDown")) as server, \
+            pytest.raises(StorageUnavailableError, match="503 SlowDown"):
+        _fetch(server.url, tmp_path, max_attempts=10, seconds=0.5)
+
+    assert time.monotonic() - started < 0.5 + 1.0  # no backoff starts that would pass it
+    assert 1 <= len(server.seen) < 10
 
 
 def test_a_refusal_is_not_retried(tmp_path: Path) -> None:

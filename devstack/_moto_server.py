@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from devstack import iam_eval
-from devstack.access import REGION
 
 #: Unauthenticated requests the admin bootstrap makes (create user, attach policy, create key).
 BOOTSTRAP_CALLS = 3
@@ -69,9 +68,11 @@ def main() -> None:
 
 
 def _bootstrap_admin(endpoint: str) -> dict[str, str]:
-    # boto3 is imported here, in the child: the parent imports this module for BOOTSTRAP_CALLS,
-    # and boto3's import alone took longer than the rest of the stack's start.
+    # boto3 and the stack's access are imported here, in the child: the parent imports this
+    # module for BOOTSTRAP_CALLS before anything heavy (`devstack.launch`).
     import boto3  # noqa: PLC0415
+
+    from devstack.access import REGION  # noqa: PLC0415
 
     iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
                        aws_access_key_id="bootstrap",
@@ -88,6 +89,8 @@ def _check_auth_is_on(endpoint: str) -> None:
     # Fail closed: if moto ever stopped enforcing auth, no credential we mint would mean anything.
     import boto3  # noqa: PLC0415 - see _bootstrap_admin
     from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from devstack.access import REGION  # noqa: PLC0415
 
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
                       aws_access_key_id="AKIAUNKNOWNUNKNOWN00",

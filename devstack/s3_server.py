@@ -17,10 +17,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Self
 
 from devstack._moto_server import BOOTSTRAP_CALLS
-from devstack.access import AdminCredentials, StackError
+
+if TYPE_CHECKING:
+    from devstack.access import AdminCredentials
 
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -81,6 +83,10 @@ class EmbeddedS3:
         self.close()
 
     def _read_announcement(self, timeout: float) -> S3Endpoint:
+        # Imported here: `devstack.launch` spawns the child before anything heavy is imported,
+        # and the stack's access brings pydantic.
+        from devstack.access import AdminCredentials, StackError  # noqa: PLC0415
+
         stdout = self._process.stdout
         assert stdout is not None  # noqa: S101 - Popen(stdout=PIPE) always sets it
         deadline = time.monotonic() + timeout

@@ -48,14 +48,16 @@ class LocalStack:
 
     @classmethod
     def start(cls, *, timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
-              base_port: int = 0) -> LocalStack:
+              base_port: int = 0, s3: EmbeddedS3 | None = None) -> LocalStack:
         """Start every part; return once all of them answer (StackError if one does not).
         With `base_port`, S3, the minter, the Query Service and the issuer listen on it and the
-        next three ports (for tools that need fixed addresses); otherwise the OS picks."""
+        next three ports (for tools that need fixed addresses); otherwise the OS picks. `s3` is
+        an embedded S3 already spawned for this stack (`devstack.launch`); the stack owns it."""
         ports = [base_port + offset if base_port else 0 for offset in range(4)]
         resources = contextlib.ExitStack()
         try:
-            s3 = resources.enter_context(EmbeddedS3.spawn(ports[0]))  # slowest: moto imports
+            # The slowest part (moto's imports): spawned first, unless it already was.
+            s3 = resources.enter_context(s3 if s3 is not None else EmbeddedS3.spawn(ports[0]))
             workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(
                 prefix="udf-devstack-")))
             key = SigningKey.generate()

@@ -25,7 +25,14 @@ from types import FrameType, TracebackType
 from typing import Self, TextIO
 
 from devstack import datasets
-from devstack.access import BUCKETS, ISSUER_URL, STACK_REGION, StackAccess, admin_client
+from devstack.access import (
+    BUCKETS,
+    ISSUER_URL,
+    STACK_REGION,
+    StackAccess,
+    admin_client,
+    preload,
+)
 from devstack.claims import Grant
 from devstack.issuer_service import IssuerService
 from devstack.minter import CredentialMinter
@@ -68,6 +75,7 @@ class LocalStack:
             issuer_key = secrets.token_urlsafe(32)
             issuer_service = resources.enter_context(IssuerService(issuer, issuer_key,
                                                                    port=ports[3]))
+            preload(("s3", "iam", "sts"))  # while moto is still starting
             endpoint = s3.ready(timeout)
             admin_s3 = admin_client("s3", endpoint.url, endpoint.admin)
             for bucket in BUCKETS:

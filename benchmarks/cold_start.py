@@ -199,6 +199,7 @@ def lambda_environ(artifact: Artifact, runner_env: Mapping[str, str],
         "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
         "UDF_RUNNER_WORK_ROOT": str(work_root),
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",  # the template's
     }
 
 

@@ -93,6 +93,7 @@ def runner_environ(work_root: Path, endpoints: Mapping[str, str]) -> dict[str, s
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
     }
 
 

@@ -26,11 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import boto3
-from botocore.exceptions import ClientError
-
 from devstack import iam_eval
-from devstack.access import REGION
 
 #: Unauthenticated requests the admin bootstrap makes (create user, attach policy, create key).
 BOOTSTRAP_CALLS = 3
@@ -72,6 +68,12 @@ def main() -> None:
 
 
 def _bootstrap_admin(endpoint: str) -> dict[str, str]:
+    # boto3 and the stack's access are imported here, in the child: the parent imports this
+    # module for BOOTSTRAP_CALLS before anything heavy (`devstack.launch`).
+    import boto3  # noqa: PLC0415
+
+    from devstack.access import REGION  # noqa: PLC0415
+
     iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
                        aws_access_key_id="bootstrap",
                        aws_secret_access_key="bootstrap")  # noqa: S106 - moto ignores them here
@@ -85,6 +87,11 @@ def _bootstrap_admin(endpoint: str) -> dict[str, str]:
 
 def _check_auth_is_on(endpoint: str) -> None:
     # Fail closed: if moto ever stopped enforcing auth, no credential we mint would mean anything.
+    import boto3  # noqa: PLC0415 - see _bootstrap_admin
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from devstack.access import REGION  # noqa: PLC0415
+
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
                       aws_access_key_id="AKIAUNKNOWNUNKNOWN00",
                       aws_secret_access_key="unknown")  # noqa: S106 - deliberately invalid

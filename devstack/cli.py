@@ -50,6 +50,7 @@ from devstack.bundles import bundle_bytes
 from devstack.datasets import SCHEMAS
 from devstack.local_run import LocalRunner, grant_for, local_runner
 from devstack.report import Style, count, summary, warning
+from devstack.s3_server import EmbeddedS3
 from runner.bundle import Layout
 from runner.models import TaskPayload
 from runner.runtimes.nodejs import MODULE_EXTENSIONS, module_location
@@ -134,10 +135,12 @@ def _add_outputs_and_json(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", action="store_true", help="print only the result JSON")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `udf-runner` console command."""
+def main(argv: Sequence[str] | None = None, *, s3: EmbeddedS3 | None = None) -> int:
+    """`udf-runner ARGS...` (the console command enters through `devstack.launch`, which may
+    have started the embedded S3 already: `s3`, for the local stack the command starts)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.embedded_s3 = s3
     previous = signal.signal(signal.SIGINT, _interrupted)
     try:
         return _dispatch(args)
@@ -193,7 +196,7 @@ def _invoke(args: argparse.Namespace) -> int:
         "env": _pairs(args.env, "--env"),
     }
     first = _prepare(args, task)  # bad usage is found before the stack starts
-    with local_runner() as runner, _warnings_shown(runner, args):
+    with local_runner(s3=args.embedded_s3) as runner, _warnings_shown(runner, args):
         if args.watch:
             return _watch(args, runner, task, first)
         return _invoke_once(args, runner, first)
@@ -365,7 +368,7 @@ def _run_task(args: argparse.Namespace) -> int:
                          "does not grant: drop --keep-token")
     payload = _read_json(args.payload, "payload")
     bundle = _bundle_for(payload, args.bundle) if args.bundle is not None else None
-    with local_runner() as runner, _warnings_shown(runner, args):
+    with local_runner(s3=args.embedded_s3) as runner, _warnings_shown(runner, args):
         if bundle is None:
             _upload_sample(runner, payload)
         else:
@@ -440,7 +443,7 @@ def _serve(args: argparse.Namespace) -> int:
                             max_environments=args.max_environments,
                             reissue_token=not args.keep_token)
     stop = threading.Event()
-    with stop_on_signals(stop), local_runner() as runner:
+    with stop_on_signals(stop), local_runner(s3=args.embedded_s3) as runner:
         return serve_forever(runner, config, port=args.port, stop=stop)
 
 

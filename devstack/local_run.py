@@ -22,6 +22,7 @@ from typing import Any
 from devstack import samples
 from devstack.access import StackAccess, StackError
 from devstack.claims import Grant
+from devstack.s3_server import EmbeddedS3
 
 #: The Node.js layer `make layer` builds, used unless UDF_RUNNER_NODE_LAYER names another.
 LOCAL_NODE_LAYER = Path(__file__).resolve().parents[1] / "layers" / "nodejs" / "build"
@@ -153,14 +154,16 @@ def grant_for(payload: Mapping[str, Any]) -> Grant:
 
 
 @contextlib.contextmanager
-def local_runner(environ: Mapping[str, str] | None = None) -> Iterator[LocalRunner]:
+def local_runner(environ: Mapping[str, str] | None = None, *,
+                 s3: EmbeddedS3 | None = None) -> Iterator[LocalRunner]:
     """A runner on the stack `environ` describes (`udf-runner devstack`'s exports), or on a
-    stack started in this process for the duration of the block."""
+    stack started in this process for the duration of the block (with `s3`, the embedded S3
+    already started for it, which the stack then owns)."""
     access = StackAccess.from_environ(os.environ if environ is None else environ)
     if access is not None:
         yield LocalRunner(access)
         return
     from devstack.stack import LocalStack  # noqa: PLC0415 - moto and DuckDB only when needed
 
-    with LocalStack.start() as stack:
+    with LocalStack.start(s3=s3) as stack:
         yield LocalRunner(stack.access)

@@ -25,7 +25,14 @@ from types import FrameType, TracebackType
 from typing import Self, TextIO
 
 from devstack import datasets
-from devstack.access import BUCKETS, ISSUER_URL, STACK_REGION, StackAccess, admin_client
+from devstack.access import (
+    BUCKETS,
+    ISSUER_URL,
+    STACK_REGION,
+    StackAccess,
+    admin_client,
+    preload,
+)
 from devstack.claims import Grant
 from devstack.issuer_service import IssuerService
 from devstack.minter import CredentialMinter
@@ -48,14 +55,16 @@ class LocalStack:
 
     @classmethod
     def start(cls, *, timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
-              base_port: int = 0) -> LocalStack:
+              base_port: int = 0, s3: EmbeddedS3 | None = None) -> LocalStack:
         """Start every part; return once all of them answer (StackError if one does not).
         With `base_port`, S3, the minter, the Query Service and the issuer listen on it and the
-        next three ports (for tools that need fixed addresses); otherwise the OS picks."""
+        next three ports (for tools that need fixed addresses); otherwise the OS picks. `s3` is
+        an embedded S3 already spawned for this stack (`devstack.launch`); the stack owns it."""
         ports = [base_port + offset if base_port else 0 for offset in range(4)]
         resources = contextlib.ExitStack()
         try:
-            s3 = resources.enter_context(EmbeddedS3.spawn(ports[0]))  # slowest: moto imports
+            # The slowest part (moto's imports): spawned first, unless it already was.
+            s3 = resources.enter_context(s3 if s3 is not None else EmbeddedS3.spawn(ports[0]))
             workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(
                 prefix="udf-devstack-")))
             key = SigningKey.generate()
@@ -66,6 +75,7 @@ class LocalStack:
             issuer_key = secrets.token_urlsafe(32)
             issuer_service = resources.enter_context(IssuerService(issuer, issuer_key,
                                                                    port=ports[3]))
+            preload(("s3", "iam", "sts"))  # while moto is still starting
             endpoint = s3.ready(timeout)
             admin_s3 = admin_client("s3", endpoint.url, endpoint.admin)
             for bucket in BUCKETS:

@@ -80,7 +80,7 @@ class Settings(BaseModel):
     max_response_bytes: Annotated[int, Field(ge=0, le=RESPONSE_CEILING)] = RESPONSE_CEILING
     function_name: str = "udf"
     function_memory_mb: Annotated[int, Field(ge=128, le=10_240)] = 1024
-    account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = "000000000000"
+    account_id: Annotated[str, Field(pattern=r"^[0-9]{12}$")] = "000000000000"
     region: str = "us-east-1"
 
     # Child process.

@@ -159,15 +159,18 @@ def probe(settings: Settings, isolation: Isolation) -> Controls:
     separate = isolation is Isolation.SEPARATE_UID
     child_uid = settings.sandbox_uid if separate else os.getuid()
     child_gid = settings.sandbox_gid if separate else os.getgid()
+    child_filter = seccomp.works(_TRUE, user=child_uid if separate else None,
+                                 group=child_gid if separate else None)
     return Controls(
         isolation=isolation, runner_uid=os.getuid(), child_uid=child_uid, child_gid=child_gid,
         dumpable_off=hardening.make_undumpable(), subreaper=hardening.become_subreaper(),
         setrlimit=_setrlimit_works(), proc_visible=_proc_visible(), pidfd=_pidfd_works(),
-        separate_uid=separate and _can_run_as(child_uid, child_gid),
+        # The filter's probe ran as the sandbox uid: a second process is started only when it
+        # failed, to tell which of the two controls is missing.
+        separate_uid=separate and (child_filter or _can_run_as(child_uid, child_gid)),
         work_root_reachable=_searchable_by_others(settings.work_root),
         sandbox_user=_user_name(settings.sandbox_uid), seccomp=_seccomp_mode(),
-        child_filter=seccomp.works(_TRUE, user=child_uid if separate else None,
-                                   group=child_gid if separate else None),
+        child_filter=child_filter,
     )
 
 
@@ -213,12 +216,13 @@ class Containment:
         with suppress(OSError):  # what an earlier bundle left may be in the way until cleaned
             settings.work_root.mkdir(parents=True, exist_ok=True)
         controls = probe(settings, isolation)
-        baseline = [p.key for p in procfs.processes() if p.uid == controls.child_uid]
+        procs = procfs.table()  # one scan for both: the sandbox uid's processes, and ours
+        baseline = [p.key for p in procs.values() if p.uid == controls.child_uid]
         containment = cls(settings, controls, keep=keep, baseline=baseline,
                           ipc_baseline=[o.key for o in sysvipc.objects()])
         if containment.problem is None:
             try:
-                containment._clean(_descendants())
+                containment._clean(_descendants(procs))
             except SandboxError as e:
                 containment._refusal = str(e)
         settings.work_root.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,7 @@ def lambda_environment(host: LambdaHost, stack: LocalStack, client: Path,
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
     }
 
 

@@ -86,6 +86,7 @@ def lambda_environment(build_dir: Path, work_root: Path) -> Mapping[str, str]:
         "POWERTOOLS_SERVICE_NAME": "udf-runner",
         "POWERTOOLS_METRICS_NAMESPACE": "UdfRunner",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
     }
 
 

@@ -121,6 +121,8 @@ def test_tracing_is_active_and_powertools_keeps_payloads_out(
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
     # The payload holds the capability token; a result holds user data.
     assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+    # No pydantic plugin: its entry-point scan is skipped at cold start.
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
 
 
 def test_every_runner_variable_is_a_setting(function: Mapping[str, Any]) -> None:

@@ -24,8 +24,9 @@ UDF_RUNNER = REPO / ".venv" / "bin" / "udf-runner"
 
 
 def _run(*args: str, stack: LocalStack | None = None, stdin: str | None = None,
-         work_root: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+         work_root: Path | None = None,
+         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | (extra_env or {})
     if stack is not None:
         env |= stack.access.to_environ()
     if work_root is not None:
@@ -75,9 +76,12 @@ def test_invoke_runs_a_zip_and_exits_1_when_the_function_fails(local_stack: Loca
     ["frobnicate"],
 ])
 def test_bad_usage_exits_2(args: list[str]) -> None:
-    done = _run(*args)
+    mark = {"UDF_TEST_MARK": os.urandom(8).hex()}
+    done = _run(*args, extra_env=mark)
 
     assert done.returncode == 2
+    # `invoke` and `run-task` start the embedded S3 before checking their usage: it is gone.
+    assert not _processes_with(mark)
     assert done.stdout == ""
     assert "udf-runner" in done.stderr
 
@@ -189,3 +193,17 @@ def test_demo_the_readmes_main_command_runs_every_sample_task(local_stack: Local
     assert done.returncode == 0, done.stdout + done.stderr
     count = len(EXPECTED)
     assert f"{count} of {count} sample tasks ended as expected" in done.stdout
+
+
+def _processes_with(variables: dict[str, str]) -> list[int]:
+    """The processes whose environment holds `variables` (the command's children inherit it)."""
+    wanted = [f"{name}={value}".encode() for name, value in variables.items()]
+    found = []
+    for pid in procfs.pids():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if all(item in environ for item in wanted):
+            found.append(pid)
+    return found

@@ -110,6 +110,17 @@ def test_cold_start_records_what_works_here(settings: Settings) -> None:
     assert line["separate_uid"] is True
 
 
+def test_a_refused_filter_is_told_apart_from_a_refused_uid(settings: Settings,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """One probe process normally proves both (the filter's runs as the sandbox uid); when the
+    filter is refused (a kernel that cannot be made to here: faked), the uid is probed alone."""
+    monkeypatch.setattr(containment_environment.seccomp, "works", lambda *a, **k: False)
+    isolation = containment_environment.Isolation.SEPARATE_UID
+    controls = containment_environment.probe(settings, isolation)
+    assert controls.separate_uid is True
+    assert controls.missing() == ["child_filter"]
+
+
 def test_an_attempt_that_fails_inside_the_runner_still_leaves_nothing(settings: Settings,
                                                                      tmp_path: Path) -> None:
     runner = Runner(settings)

@@ -101,6 +101,32 @@ def test_a_nested_node_handler_is_accepted() -> None:
         "src/handlers/alert.handler"
 
 
+@pytest.mark.parametrize(("bundle", "outputs", "accepted"), [
+    ({"uri": "s3://udf-bundles/" + "k" * 1024}, None, True),
+    ({"uri": "s3://udf-bundles/" + "k" * 1025}, None, False),
+    ({"uri": "s3://udf-bundles/a\n.zip"}, None, False),
+    ({"uri": "s3://udf-bundles/a.zip\n"}, None, False),
+    ({}, {"s3_prefix": "s3://udf-outputs/" + "p" * 1023 + "/"}, True),
+    ({}, {"s3_prefix": "s3://udf-outputs/" + "p" * 1024 + "/"}, False),
+    ({}, {"s3_prefix": "s3://udf-outputs/"}, True),
+    ({"handler": "h" * 128}, None, True),
+    ({"handler": "h" * 129}, None, False),
+    ({"handler": "index.handler\n"}, None, False),
+])
+def test_uri_keys_and_handlers_are_bounded(bundle: dict[str, Any], outputs: dict[str, str] | None,
+                                           accepted: bool) -> None:
+    """S3's 1,024-character keys and the 128-character handler, checked apart from the patterns
+    (whose counted repetitions were slow to compile); no trailing newline slips through."""
+    change: dict[str, Any] = {"bundle": payload()["bundle"] | bundle}
+    if outputs is not None:
+        change["outputs"] = outputs
+    if accepted:
+        TaskPayload.model_validate(payload(**change))
+    else:
+        with pytest.raises(ValidationError):
+            TaskPayload.model_validate(payload(**change))
+
+
 def test_committed_json_schemas_are_current() -> None:
     for name, text in schema.render().items():
         committed = (ROOT / "schemas" / name).read_text()

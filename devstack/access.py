@@ -15,12 +15,20 @@ import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
+
+import urllib3
 
 from devstack.claims import Grant
 from devstack.s3_uri import S3Uri
+from runner.platform.minter import ScopedCredentials
+from runner.platform.s3 import S3Error, locate
+from runner.platform.sigv4 import UNSIGNED_PAYLOAD, canonical_query, sign
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -31,6 +39,8 @@ REGION = "us-east-1"
 #: The buckets the local stack creates at start.
 BUCKETS = ("udf-bundles", "udf-inputs", "udf-outputs")
 _ISSUER_TIMEOUT_SECONDS = 10
+#: The namespace of S3's XML answers.
+_S3_XML = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 # Variables `to_environ` writes and `from_environ` reads. The first three are the runner's own
 # settings (runner/settings.py); the rest are for development tools only.
@@ -139,8 +149,50 @@ class StackAccess:
         location = S3Uri.parse(uri)
         if location.is_prefix:
             raise ValueError(f"{uri} is a prefix, not an object")
-        self.client("s3").put_object(Bucket=location.bucket, Key=location.key, Body=data)
-        return hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
+        self._s3("PUT", location.bucket, location.key, body=data, body_sha256=digest)
+        return digest
+
+    def list_objects(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
+        """Every object under `prefix` in `bucket` (key, size), with the admin credentials."""
+        found: list[tuple[str, int]] = []
+        params = {"list-type": "2", "prefix": prefix}
+        while True:
+            # The stack's own S3 wrote it; expat (2.4 and later) refuses runaway entities.
+            page = ElementTree.fromstring(self._s3("GET", bucket, "", query=params))  # noqa: S314
+            found += [(item.findtext(f"{_S3_XML}Key", ""),
+                       int(item.findtext(f"{_S3_XML}Size", "0")))
+                      for item in page.iter(f"{_S3_XML}Contents")]
+            token = page.findtext(f"{_S3_XML}NextContinuationToken")
+            if not token:
+                return found
+            params["continuation-token"] = token
+
+    def _s3(self, method: str, bucket: str, key: str, *, body: bytes = b"",
+            body_sha256: str = UNSIGNED_PAYLOAD, query: Mapping[str, str] | None = None) -> bytes:
+        """One request to the embedded S3, signed like the runner's GET (`runner.platform.sigv4`)
+        rather than made by a botocore client: a command that uploads one bundle and lists its
+        outputs would otherwise spend most of its time loading an SDK. Its body, or StackError
+        with S3's code."""
+        where = locate(bucket, key, region=self.region, endpoint_url=self.s3_endpoint_url)
+        path = where.path if key else where.path.rstrip("/")  # a bucket: `/{bucket}`, as S3's own
+        encoded = canonical_query(query or {})
+        admin = ScopedCredentials(self.admin.access_key_id, self.admin.secret_access_key, "")
+        headers = sign(method, where.host_header, path, region=self.region, credentials=admin,
+                       now=datetime.now(UTC), payload_sha256=body_sha256, query=encoded)
+        try:
+            response = _POOL.connection_from_url(where.url).urlopen(
+                method, f"{path}?{encoded}" if encoded else path, body=body or None,
+                headers=headers, retries=False, redirect=False,
+                timeout=urllib3.Timeout(connect=5.0, read=60.0))
+        except urllib3.exceptions.HTTPError as e:
+            raise StackError(f"the local stack's S3 did not answer {method} s3://{bucket}/{key}: "
+                             f"{e}") from e
+        if response.status != HTTPStatus.OK:
+            refusal = S3Error.parse(response.status, response.headers, response.data)
+            raise StackError(f"the local stack's S3 refused {method} s3://{bucket}/{key}: "
+                             f"{refusal}")
+        return response.data
 
     def upload_bundle(self, source: Path | bytes, uri: str) -> str:
         """Upload a bundle zip (a file or its bytes) to `uri`; return the SHA-256 to pin."""
@@ -175,6 +227,8 @@ def preload(services: Iterable[str]) -> None:
 
 
 _SESSION_LOCK = threading.Lock()
+#: Connections to the stack's S3 for uploads, kept for the next one (`invoke --watch`).
+_POOL = urllib3.PoolManager(retries=False)
 
 
 @functools.cache

@@ -26,9 +26,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `udf-runner ARGS...` (`devstack.cli.main`), with the embedded S3 already starting
     when the command will need it."""
     args = list(sys.argv[1:] if argv is None else argv)
-    # The stack's botocore clients (admin of the embedded S3) never need the AWS CRT, which
-    # aws-sam-cli installs and botocore otherwise loads; it is a tenth of a second.
-    os.environ.setdefault("BOTO_DISABLE_CRT", "true")
     s3 = EmbeddedS3.spawn() if _starts_a_stack(args) else None
     try:
         from devstack.cli import main as run  # noqa: PLC0415 - after the spawn, on purpose

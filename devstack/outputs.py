@@ -34,10 +34,8 @@ class Saved:
 def list_outputs(access: StackAccess, prefix: str) -> list[OutputObject]:
     """Every object under `prefix` (`s3://bucket/key/`), by name below it."""
     location = S3Uri.parse(prefix)
-    pages = access.client("s3").get_paginator("list_objects_v2").paginate(
-        Bucket=location.bucket, Prefix=location.key)
-    return [OutputObject(item["Key"][len(location.key):], item["Size"])
-            for page in pages for item in page.get("Contents", [])]
+    return [OutputObject(key[len(location.key):], size)
+            for key, size in access.list_objects(location.bucket, location.key)]
 
 
 def save(access: StackAccess, prefix: str, dest: Path) -> Saved:

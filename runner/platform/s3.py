@@ -39,7 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from runner.deadline import Deadline
 from runner.platform._http import RETRYABLE_STATUSES, ServiceUnavailable, backoff
 from runner.platform.minter import ScopedCredentials
-from runner.platform.sigv4 import encode_key, sign_get
+from runner.platform.sigv4 import encode_key, sign
 from runner.steps import NEVER, Cancellation
 
 __all__ = ["BrokenStream", "Location", "S3Error", "S3Object", "S3Reader", "locate"]
@@ -212,8 +212,8 @@ def _attempt(origin: HTTPConnectionPool, where: Location, region: str,
              credentials: ScopedCredentials, deadline: Deadline,
              ) -> urllib3.BaseHTTPResponse | S3Error | str:
     """One signed GET: the response to stream, S3's refusal, or why it failed to answer."""
-    headers = sign_get(where.host_header, where.path, region=region, credentials=credentials,
-                       now=datetime.now(UTC))
+    headers = sign("GET", where.host_header, where.path, region=region, credentials=credentials,
+                   now=datetime.now(UTC))
     remaining = deadline.remaining()
     try:
         # The pool's own `urlopen` takes the path as it is: a key's `.` and `..` segments are

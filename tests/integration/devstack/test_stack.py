@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import os
 import signal
 import subprocess
@@ -15,9 +17,10 @@ import boto3
 import pytest
 import urllib3
 
-from devstack.access import StackAccess, StackError
+from devstack.access import AdminCredentials, StackAccess, StackError
 from devstack.claims import Grant
 from devstack.s3_server import EmbeddedS3
+from devstack.stack import LocalStack
 
 FOREGROUND = "import sys; from devstack.stack import run_foreground; sys.exit(run_foreground())"
 BUNDLE = "s3://udf-bundles/acme/demo/fn.zip"
@@ -159,3 +162,33 @@ def test_an_s3_child_that_never_announces_itself_is_reported() -> None:
     with EmbeddedS3(process, stderr) as s3, pytest.raises(StackError, match="did not start"):
         s3.ready(timeout=0.5)
     assert process.returncode == -signal.SIGKILL  # stopped and reaped, without waiting on it
+
+
+def test_an_upload_s3_refuses_is_a_stack_error_naming_why(local_stack: LocalStack) -> None:
+    """Uploads are one signed PUT (no SDK): S3's refusal comes back with its code, and what
+    it accepts is stored byte for byte under the SHA-256 returned."""
+    with pytest.raises(StackError, match=r"s3://no-such-bucket/fn\.zip: HTTP 404 NoSuchBucket"):
+        local_stack.access.upload("s3://no-such-bucket/fn.zip", b"PK")
+    wrong = dataclasses.replace(local_stack.access, admin=AdminCredentials(
+        local_stack.access.admin.access_key_id, "not-the-secret"))
+    with pytest.raises(StackError, match="HTTP 403 SignatureDoesNotMatch"):
+        wrong.upload(BUNDLE, b"PK")
+
+    data = os.urandom(70_000)
+    sha256 = local_stack.access.upload("s3://udf-bundles/acme/demo/a=b+c~(1).zip", data)
+    stored = local_stack.access.client("s3").get_object(Bucket="udf-bundles",
+                                                        Key="acme/demo/a=b+c~(1).zip")
+    assert stored["Body"].read() == data
+    assert sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_listing_pages_through_every_object_under_a_prefix(local_stack: LocalStack) -> None:
+    """A listing is signed GETs with a query string (`list-type`, `prefix`, then the
+    continuation token S3 returns past 1,000 keys): every object under the prefix, no other."""
+    prefix = f"listing/{os.urandom(4).hex()}/a=b+c~(1)/"
+    keys = {f"{prefix}{n:04d}.json": n % 7 for n in range(1001)}
+    for key, size in keys.items():
+        local_stack.access.upload(f"s3://udf-outputs/{key}", b"x" * size)
+    local_stack.access.upload(f"s3://udf-outputs/{prefix.rstrip('/')}-sibling.json", b"{}")
+
+    assert dict(local_stack.access.list_objects("udf-outputs", prefix)) == keys

@@ -4,6 +4,7 @@ botocore is only the oracle here; the runner never imports it."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from botocore.credentials import Credentials
 
 from runner.platform import ScopedCredentials
 from runner.platform.s3 import locate
-from runner.platform.sigv4 import UNSIGNED_PAYLOAD, canonical_request, encode_key, sign_get
+from runner.platform.sigv4 import UNSIGNED_PAYLOAD, canonical_request, encode_key, sign
 
 NOW = datetime(2026, 3, 9, 23, 59, 58, tzinfo=UTC)
 CREDENTIALS = [
@@ -61,8 +62,8 @@ def test_the_signature_is_botocores(key: str, where: tuple[str, str], bucket: st
     region, endpoint_url = where
     location = locate(bucket, key, region=region, endpoint_url=endpoint_url)
 
-    ours = sign_get(location.host_header, location.path, region=region,
-                    credentials=credentials, now=NOW)
+    ours = sign("GET", location.host_header, location.path, region=region,
+                credentials=credentials, now=NOW)
     theirs, signer = _botocore_signed(location.url, region, credentials, monkeypatch)
 
     unsigned = {name: value for name, value in ours.items() if name != "Authorization"}
@@ -74,8 +75,29 @@ def test_the_signature_is_botocores(key: str, where: tuple[str, str], bucket: st
     assert ours.get("X-Amz-Security-Token") == theirs.headers.get("X-Amz-Security-Token")
 
 
+@pytest.mark.parametrize("credentials", CREDENTIALS)
+def test_a_put_with_its_payload_hash_is_signed_as_botocore_signs_it(
+        credentials: ScopedCredentials, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the local stack's tools upload with (`devstack.access`): a PUT whose body's SHA-256
+    is signed, as botocore signs it when payload signing is on."""
+    body = b"PK\x05\x06" + b"\x00" * 18
+    location = locate("udf-bundles", "local/a b+.zip", region="us-east-1",
+                      endpoint_url="http://127.0.0.1:4566")
+    digest = hashlib.sha256(body).hexdigest()
+    ours = sign("PUT", location.host_header, location.path, region="us-east-1",
+                credentials=credentials, now=NOW, payload_sha256=digest)
+    monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda: NOW.replace(tzinfo=None))
+    theirs = AWSRequest(method="PUT", url=location.url, data=body, headers={})
+    theirs.context["client_config"] = Config(s3={"payload_signing_enabled": True})
+    S3SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key,
+                            credentials.session_token or None), "s3", "us-east-1").add_auth(theirs)
+
+    assert ours["X-Amz-Content-SHA256"] == theirs.headers["X-Amz-Content-SHA256"] == digest
+    assert ours["Authorization"] == theirs.headers["Authorization"]
+
+
 def test_the_token_is_signed_when_there_is_one() -> None:
-    with_token, without = (sign_get("h", "/k", region="us-east-1", credentials=c, now=NOW)
+    with_token, without = (sign("GET", "h", "/k", region="us-east-1", credentials=c, now=NOW)
                            for c in CREDENTIALS)
 
     assert "x-amz-security-token" in with_token["Authorization"]

@@ -1,12 +1,12 @@
 """The embedded S3 (moto, server mode) as its own process: IAM auth on, AWS APIs only.
 
 Run by `devstack.s3_server.EmbeddedS3` as `python -m devstack._moto_server`, with
-`INITIAL_NO_AUTH_ACTION_COUNT` set to `BOOTSTRAP_CALLS`: moto lets exactly that many requests
-through unauthenticated, which this process spends creating its admin user. From then on every
-request needs valid credentials and is checked against the caller's policies (with AWS's
-semantics: `devstack.iam_eval`). When ready it prints one JSON line on stdout with its port and
-the admin credentials, then serves until its stdin closes, i.e. until the parent closes it or
-dies.
+`INITIAL_NO_AUTH_ACTION_COUNT` set to 0: every request needs valid credentials and is checked
+against the caller's policies (with AWS's semantics: `devstack.iam_eval`). The admin user is
+created in moto's IAM backend directly, in this process, before the first request (no SDK
+client: making one cost a fifth of this process's start). When ready it prints one JSON line
+on stdout with its port and the admin credentials, then serves until its stdin closes, i.e.
+until the parent closes it or dies.
 
 moto runs in a process of its own because its state and auth switch are process-global: inside
 the parent they would change the behaviour of any in-process `mock_aws` there.
@@ -18,19 +18,22 @@ reset state or switch auth off), its EC2 instance-metadata emulation, and S3 cop
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from devstack import iam_eval
 
-#: Unauthenticated requests the admin bootstrap makes (create user, attach policy, create key).
-BOOTSTRAP_CALLS = 3
 ADMIN_USER = "devstack-admin"
+#: The stack's region (`devstack.access.REGION`, not imported: this module stays light).
+_REGION = "us-east-1"
 _ADMIN_POLICY = {"Version": "2012-10-17",
                  "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -57,9 +60,8 @@ def main() -> None:
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                daemon=True)
     serving.start()
-    endpoint = f"http://127.0.0.1:{server.server_port}"
-    admin = _bootstrap_admin(endpoint)
-    _check_auth_is_on(endpoint)
+    admin = _bootstrap_admin()
+    _check_auth_is_on(server.server_port)
     sys.stdout.write(json.dumps({"port": server.server_port, **admin}) + "\n")
     sys.stdout.flush()
     sys.stdin.read()  # returns at EOF: the parent is done with us
@@ -67,39 +69,33 @@ def main() -> None:
     serving.join()
 
 
-def _bootstrap_admin(endpoint: str) -> dict[str, str]:
-    # boto3 and the stack's access are imported here, in the child: the parent imports this
-    # module for BOOTSTRAP_CALLS before anything heavy (`devstack.launch`).
-    import boto3  # noqa: PLC0415
+def _bootstrap_admin() -> dict[str, str]:
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415 - after the env is read
+    from moto.iam.models import iam_backends  # noqa: PLC0415
 
-    from devstack.access import REGION  # noqa: PLC0415
-
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
-                       aws_access_key_id="bootstrap",
-                       aws_secret_access_key="bootstrap")  # noqa: S106 - moto ignores them here
-    user = iam.create_user(UserName=ADMIN_USER)["User"]
-    iam.put_user_policy(UserName=ADMIN_USER, PolicyName="admin",
-                        PolicyDocument=json.dumps(_ADMIN_POLICY))
-    key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
-    return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"],
-            "admin_arn": user["Arn"]}
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["global"]
+    user = iam.create_user(_REGION, ADMIN_USER)
+    iam.put_user_policy(ADMIN_USER, "admin", json.dumps(_ADMIN_POLICY))
+    key = iam.create_access_key(ADMIN_USER)
+    return {"access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key,
+            "admin_arn": user.arn}
 
 
-def _check_auth_is_on(endpoint: str) -> None:
-    # Fail closed: if moto ever stopped enforcing auth, no credential we mint would mean anything.
-    import boto3  # noqa: PLC0415 - see _bootstrap_admin
-    from botocore.exceptions import ClientError  # noqa: PLC0415
-
-    from devstack.access import REGION  # noqa: PLC0415
-
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
-                      aws_access_key_id="AKIAUNKNOWNUNKNOWN00",
-                      aws_secret_access_key="unknown")  # noqa: S106 - deliberately invalid
+def _check_auth_is_on(port: int) -> None:
+    """Fail closed: if moto ever stopped enforcing auth, no credential we mint would mean
+    anything. A listing signed by a key no one has must be refused."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    unknown = (f"AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/{stamp[:8]}/{_REGION}/s3/"
+               f"aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}")
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        s3.list_buckets()
-    except ClientError:
-        return
-    raise SystemExit("moto accepted unknown credentials: IAM auth is not on")
+        connection.request("GET", "/", headers={"Authorization": unknown, "X-Amz-Date": stamp,
+                                                "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    if status != HTTPStatus.FORBIDDEN:
+        raise SystemExit(f"moto answered {status} to an unknown key: IAM auth is not on")
 
 
 def _guard(app: WsgiApp) -> WsgiApp:

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Self
 
-from devstack._moto_server import BOOTSTRAP_CALLS
-
 if TYPE_CHECKING:
     from devstack.access import AdminCredentials
 
@@ -47,7 +45,7 @@ class EmbeddedS3:
     def spawn(cls, port: int = 0) -> EmbeddedS3:
         """Start the child (on `port`, or one the OS picks); return without waiting for it."""
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(BOOTSTRAP_CALLS)}
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}  # auth on from the start
         process = subprocess.Popen(
             [sys.executable, "-m", "devstack._moto_server", str(port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,

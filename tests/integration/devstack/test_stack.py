@@ -164,6 +164,21 @@ def test_an_s3_child_that_never_announces_itself_is_reported() -> None:
     assert process.returncode == -signal.SIGKILL  # stopped and reaped, without waiting on it
 
 
+def test_an_s3_child_whose_moto_accepts_unknown_keys_refuses_to_start() -> None:
+    """Fail closed: the child checks that a request signed by a key no one has is refused
+    before it announces itself. With moto's auth left off, it must not start."""
+    env = {name: value for name, value in os.environ.items()
+           if name != "INITIAL_NO_AUTH_ACTION_COUNT"}  # unset: moto's auth is off
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - EmbeddedS3 closes it
+    process = subprocess.Popen([sys.executable, "-m", "devstack._moto_server"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                               env=env)
+
+    with EmbeddedS3(process, stderr) as s3, pytest.raises(StackError,
+                                                          match="IAM auth is not on"):
+        s3.ready()
+
+
 def test_an_upload_s3_refuses_is_a_stack_error_naming_why(local_stack: LocalStack) -> None:
     """Uploads are one signed PUT (no SDK): S3's refusal comes back with its code, and what
     it accepts is stored byte for byte under the SHA-256 returned."""

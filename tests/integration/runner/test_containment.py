@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.containment import environment as containment_environment
-from runner.containment import procfs
+from runner.containment import procfs, seccomp
 from runner.containment.removal import remove_tree
 from runner.errors import CleanupFailedError, SandboxError
 from runner.settings import Settings
@@ -114,7 +114,7 @@ def test_a_refused_filter_is_told_apart_from_a_refused_uid(settings: Settings,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """One probe process normally proves both (the filter's runs as the sandbox uid); when the
     filter is refused (a kernel that cannot be made to here: faked), the uid is probed alone."""
-    monkeypatch.setattr(containment_environment.seccomp, "works", lambda *a, **k: False)
+    monkeypatch.setattr(seccomp, "works", lambda *a, **k: False)
     isolation = containment_environment.Isolation.SEPARATE_UID
     controls = containment_environment.probe(settings, isolation)
     assert controls.separate_uid is True

@@ -119,12 +119,12 @@ fn per_token(transfers: &Transfers) -> Result<Vec<Value>, Failure> {
     let frame = DataFrame::new_infer_height(vec![
         Column::new("token".into(), &transfers.token),
         Column::new("from".into(), &transfers.sender),
-        Column::new("value".into(), transfers.value.clone()),
+        Column::new("value".into(), &transfers.value),
     ])?;
     // One grouping for every aggregation, so that their rows line up.
     let groups = frame.group_by(["token"])?;
     let values = groups.clone().select(["value"]);
-    let mut columns = values.count()?.take_columns();
+    let mut columns = values.count()?.into_columns();
     columns.push(values.sum()?.column("value_sum")?.clone());
     columns.push(values.max()?.column("value_max")?.clone());
     columns.push(groups.select(["from"]).n_unique()?.column("from_n_unique")?.clone());

@@ -32,7 +32,7 @@ EXPECTED: dict[str, str | None] = {
 
 def run_demo(out: TextIO = sys.stdout) -> int:
     """Run the sample tasks; 0 when each ended as expected."""
-    polars, note = _polars_sample()
+    polars, note = _polars_sample()  # first: a background build must start outside the runner
     tasks = {name: json.loads((EVENTS / name).read_text()) for name in EXPECTED}
     expected = dict(EXPECTED)
     failures = 0

@@ -91,10 +91,11 @@ class Background:
         if is_locked(lock_of(self.dest)):
             return False
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("w") as log:
-            subprocess.Popen(
-                [sys.executable, "-m", __name__], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, cwd=CRATE)
+        # Through a shell that exits at once, so that the build is not below this process: a
+        # runner started in this process kills every new process below it, and as a subreaper
+        # takes orphans back. Hence also: call this before the runner starts here.
+        subprocess.run(["/bin/sh", "-c", '"$0" -m devstack.transfer_stats </dev/null >"$1" 2>&1 &',
+                        sys.executable, str(self.log)], start_new_session=True, check=True)
         return True
 
 

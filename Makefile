@@ -54,8 +54,9 @@ toolchains: setup
 	command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.84 or later with rustup (https://rustup.rs)"; exit 1; }; \
 	echo "toolchains: go $$have, $$(cargo --version), $$($(VENV)/bin/cargo-lambda lambda --version)"
 
-# The Rust and Go fixtures and the RIE, built before pytest (a cold Rust build outlasts a test's
-# timeout); a no-op when ~/.cache/udf-runner holds them for these sources and pins.
+# The Rust and Go fixtures, the RIE and the Rust/Polars sample, built before pytest (a cold Rust
+# build outlasts a test's timeout); a no-op when ~/.cache/udf-runner holds them for these sources
+# and pins.
 fixtures: toolchains
 	PATH="$(TOOL_PATH)" $(PY) -m tests.support.toolchains
 

@@ -44,7 +44,7 @@ BUILD = ("cargo", "lambda", "build", "--release", "--output-format", "zip", "--l
 #: would save nothing, and would hold their lock for the whole Polars build.
 TARGET = "cargo-target-transfer-stats"
 #: How long a cold build takes (the README gives the measurements).
-COLD_BUILD = "about N minutes on 2 cores"
+COLD_BUILD = "about 10 minutes on 2 cores"
 
 
 def _key() -> str:

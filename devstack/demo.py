@@ -61,12 +61,13 @@ def _polars_sample() -> tuple[bytes | None, str]:
     failed_before = build.log.exists()
     if not build.start():
         return None, (f"transfer-stats (Rust/Polars): still building in the background; its log: "
-                      f"{build.log}. Run `make run` again once it is done.")
-    again = (" The last build did not finish (its log said why); started again."
-             if failed_before else "")
+                      f"{build.log} (it ends with `ready in …` when done). Run `make run` again "
+                      f"then to see the sample.")
+    again = " The last build did not finish; started again." if failed_before else ""
     return None, (f"transfer-stats (Rust/Polars): not built yet.{again} Its cold build (Polars) "
                   f"takes {transfer_stats.COLD_BUILD}, so it now runs in the background; its "
-                  f"log: {build.log}. Run `make run` again once it is done to see the sample.")
+                  f"log: {build.log} (it ends with `ready in …` when done). Run `make run` "
+                  f"again then to see the sample.")
 
 
 def _uploaded(runner: LocalRunner, bundle: bytes) -> dict[str, Any]:

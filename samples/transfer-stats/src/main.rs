@@ -38,7 +38,10 @@ impl From<Failure> for Diagnostic {
             Failure::Aggregation(error) => ("AggregationFailed", error.to_string()),
             Failure::Output(message) => ("OutputFailed", message),
         };
-        Diagnostic { error_type: error_type.into(), error_message }
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message,
+        }
     }
 }
 
@@ -56,7 +59,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 }
 
 async fn handle(event: LambdaEvent<Value>) -> Result<Value, Failure> {
-    let query = event.payload.get("query").and_then(Value::as_str).unwrap_or(DEFAULT_QUERY);
+    let query = event
+        .payload
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_QUERY);
     let result = &event.payload["trace_inputs"]["queries"][query];
     let mut summary = json!({
         "query": query,
@@ -76,12 +83,15 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Failure> {
 /// The query result's `token`, `from` and `value` columns, checked.
 fn transfers(query: &str, result: &Value) -> Result<Transfers, Failure> {
     let columns = result["columns"].as_array().ok_or_else(|| {
-        invalid(format!("the task has no input query named {query:?} (trace_inputs.queries)"))
+        invalid(format!(
+            "the task has no input query named {query:?} (trace_inputs.queries)"
+        ))
     })?;
     let position = |name: &str| {
-        columns.iter().position(|column| column["name"] == name).ok_or_else(|| {
-            invalid(format!("input query {query:?} has no column {name:?}"))
-        })
+        columns
+            .iter()
+            .position(|column| column["name"] == name)
+            .ok_or_else(|| invalid(format!("input query {query:?} has no column {name:?}")))
     };
     let (token, sender, value) = (position("token")?, position("from")?, position("value")?);
     let mut out = Transfers::default();
@@ -94,7 +104,10 @@ fn transfers(query: &str, result: &Value) -> Result<Transfers, Failure> {
 }
 
 fn text(value: &Value, column: &str) -> Result<String, Failure> {
-    value.as_str().map(str::to_owned).ok_or_else(|| invalid(format!("{column} {value} is not a string")))
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| invalid(format!("{column} {value} is not a string")))
 }
 
 /// A DECIMAL(38,0) as the Query Service sends it (a decimal string), or a JSON integer.
@@ -127,7 +140,13 @@ fn per_token(transfers: &Transfers) -> Result<Vec<Value>, Failure> {
     let mut columns = values.count()?.into_columns();
     columns.push(values.sum()?.column("value_sum")?.clone());
     columns.push(values.max()?.column("value_max")?.clone());
-    columns.push(groups.select(["from"]).n_unique()?.column("from_n_unique")?.clone());
+    columns.push(
+        groups
+            .select(["from"])
+            .n_unique()?
+            .column("from_n_unique")?
+            .clone(),
+    );
     let stats = DataFrame::new_infer_height(columns)?.sort(["token"], Default::default())?;
     rows(&stats)
 }

@@ -18,7 +18,9 @@ pub fn put_output(name: &str, body: Vec<u8>) -> Result<String, String> {
     let (url, host, path) = match env::var("AWS_ENDPOINT_URL_S3") {
         Ok(endpoint) => {
             let endpoint = endpoint.trim_end_matches('/');
-            let host = endpoint.split_once("://").map_or(endpoint, |(_, host)| host);
+            let host = endpoint
+                .split_once("://")
+                .map_or(endpoint, |(_, host)| host);
             let path = format!("/{bucket}/{}", uri_encode(&key));
             (format!("{endpoint}{path}"), host.to_owned(), path)
         }
@@ -29,12 +31,17 @@ pub fn put_output(name: &str, body: Vec<u8>) -> Result<String, String> {
         }
     };
     let request = Signed::new(&host, &path, &body, SystemTime::now())?;
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut put = agent.put(&url).header("content-type", "application/json");
     for (name, value) in &request.headers {
         put = put.header(*name, value);
     }
-    let mut response = put.send(&body[..]).map_err(|error| format!("PUT {url}: {error}"))?;
+    let mut response = put
+        .send(&body[..])
+        .map_err(|error| format!("PUT {url}: {error}"))?;
     if !response.status().is_success() {
         let detail = response.body_mut().read_to_string().unwrap_or_default();
         return Err(format!("PUT {url}: {} {detail}", response.status()));
@@ -68,17 +75,20 @@ impl Signed {
         }
         let names: Vec<&str> = signed.iter().map(|(name, _)| *name).collect();
         let names = names.join(";");
-        let canonical_headers: String =
-            signed.iter().map(|(name, value)| format!("{name}:{}\n", value.trim())).collect();
+        let canonical_headers: String = signed
+            .iter()
+            .map(|(name, value)| format!("{name}:{}\n", value.trim()))
+            .collect();
         let canonical = format!("PUT\n{path}\n\n{canonical_headers}\n{names}\n{payload}");
         let scope = format!("{date}/{region}/s3/aws4_request");
-        let to_sign =
-            format!("AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}", hex(&Sha256::digest(canonical)));
-        let key = [region.as_str(), "s3", "aws4_request"]
-            .iter()
-            .fold(hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes()), |key, part| {
-                hmac(&key, part.as_bytes())
-            });
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical))
+        );
+        let key = [region.as_str(), "s3", "aws4_request"].iter().fold(
+            hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes()),
+            |key, part| hmac(&key, part.as_bytes()),
+        );
         let signature = hex(&hmac(&key, to_sign.as_bytes()));
         signed.remove(0); // the client writes Host itself, from the URL
         signed.push((
@@ -116,10 +126,17 @@ fn uri_encode(key: &str) -> String {
 
 /// `now` in UTC as SigV4 writes it: (`YYYYMMDD`, `HHMMSS`).
 fn utc(now: SystemTime) -> (String, String) {
-    let seconds = now.duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
-    let time = format!("{:02}{:02}{:02}", of_day / 3600, of_day % 3600 / 60, of_day % 60);
+    let time = format!(
+        "{:02}{:02}{:02}",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    );
     (format!("{year:04}{month:02}{day:02}"), time)
 }
 
@@ -128,10 +145,15 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
     (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }

@@ -212,7 +212,8 @@ def test_demo_does_not_wait_for_a_polars_build_under_way(local_stack: LocalStack
     count = len(EXPECTED)
     assert f"{count} of {count} sample tasks ended as expected" in done.stdout
     assert ("transfer-stats (Rust/Polars): still building in the background; its log: "
-            f"{build.log}. Run `make run` again once it is done.") in done.stdout
+            f"{build.log} (it ends with `ready in …` when done). Run `make run` again then to "
+            "see the sample.") in done.stdout
     assert transfer_stats.TASK.name not in done.stdout
 
 

@@ -72,7 +72,7 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Failure> {
     });
     let body = serde_json::to_vec(&summary).expect("a JSON value serialises");
     // ureq blocks: the PUT runs off the runtime's thread.
-    let output = tokio::task::spawn_blocking(move || s3::put_output(OUTPUT_NAME, body))
+    let output = tokio::task::spawn_blocking(move || s3::put_output(OUTPUT_NAME, &body))
         .await
         .map_err(|error| Failure::Output(error.to_string()))?
         .map_err(Failure::Output)?;
@@ -147,7 +147,8 @@ fn per_token(transfers: &Transfers) -> Result<Vec<Value>, Failure> {
             .column("from_n_unique")?
             .clone(),
     );
-    let stats = DataFrame::new_infer_height(columns)?.sort(["token"], Default::default())?;
+    let stats =
+        DataFrame::new_infer_height(columns)?.sort(["token"], SortMultipleOptions::default())?;
     rows(&stats)
 }
 

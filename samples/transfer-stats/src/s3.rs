@@ -5,10 +5,11 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::env;
+use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Write `body` as `name` under `TRACE_OUTPUT_PREFIX`; its `s3://` URI.
-pub fn put_output(name: &str, body: Vec<u8>) -> Result<String, String> {
+pub fn put_output(name: &str, body: &[u8]) -> Result<String, String> {
     let prefix = var("TRACE_OUTPUT_PREFIX")?;
     let (bucket, key_prefix) = prefix
         .strip_prefix("s3://")
@@ -30,7 +31,7 @@ pub fn put_output(name: &str, body: Vec<u8>) -> Result<String, String> {
             (format!("https://{host}{path}"), host, path)
         }
     };
-    let request = Signed::new(&host, &path, &body, SystemTime::now())?;
+    let request = Signed::new(&host, &path, body, SystemTime::now())?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -40,7 +41,7 @@ pub fn put_output(name: &str, body: Vec<u8>) -> Result<String, String> {
         put = put.header(*name, value);
     }
     let mut response = put
-        .send(&body[..])
+        .send(body)
         .map_err(|error| format!("PUT {url}: {error}"))?;
     if !response.status().is_success() {
         let detail = response.body_mut().read_to_string().unwrap_or_default();
@@ -109,28 +110,34 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    bytes.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
-/// SigV4's encoding of an object key: every byte but the unreserved ones and `/` as %XX.
+/// `SigV4`'s encoding of an object key: every byte but the unreserved ones and `/` as %XX.
 fn uri_encode(key: &str) -> String {
-    key.bytes()
-        .map(|byte| match byte {
+    key.bytes().fold(String::new(), |mut out, byte| {
+        match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                char::from(byte).to_string()
+                out.push(char::from(byte));
             }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+            _ => {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
+        out
+    })
 }
 
-/// `now` in UTC as SigV4 writes it: (`YYYYMMDD`, `HHMMSS`).
+/// `now` in UTC as `SigV4` writes it: (`YYYYMMDD`, `HHMMSS`).
 fn utc(now: SystemTime) -> (String, String) {
     let seconds = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
+    let (year, month, day) = civil_from_days(days.cast_signed());
     let time = format!(
         "{:02}{:02}{:02}",
         of_day / 3600,

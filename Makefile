@@ -51,11 +51,12 @@ toolchains: setup
 	have=$$(go env GOVERSION | sed 's/^go//'); \
 	[ "$$(printf '%s\n' $(GO_MIN) "$$have" | sort -V | head -1)" = $(GO_MIN) ] || \
 		{ echo "go $$have is too old: the fixtures need Go $(GO_MIN) or later"; exit 1; }; \
-	command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.84 or later with rustup (https://rustup.rs)"; exit 1; }; \
+	command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.89 or later with rustup (https://rustup.rs)"; exit 1; }; \
 	echo "toolchains: go $$have, $$(cargo --version), $$($(VENV)/bin/cargo-lambda lambda --version)"
 
-# The Rust and Go fixtures and the RIE, built before pytest (a cold Rust build outlasts a test's
-# timeout); a no-op when ~/.cache/udf-runner holds them for these sources and pins.
+# The Rust and Go fixtures, the RIE and the Rust/Polars sample, built before pytest (a cold Rust
+# build outlasts a test's timeout); a no-op when ~/.cache/udf-runner holds them for these sources
+# and pins.
 fixtures: toolchains
 	PATH="$(TOOL_PATH)" $(PY) -m tests.support.toolchains
 

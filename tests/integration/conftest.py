@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import transfer_stats
 from devstack.stack import LocalStack
 from tests.support.tasks import Tasks, settings_for
 
@@ -27,3 +28,10 @@ def lambdas_descriptor_limit() -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture(scope="session")
+def transfer_stats_zip() -> Path:
+    """The Rust/Polars sample's zip, from the build cache (`make fixtures` fills it first: a
+    cold build takes longer than a test may)."""
+    return transfer_stats.build()

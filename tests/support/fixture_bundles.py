@@ -129,6 +129,7 @@ def invoke(bundle: Path, settings: Settings, *, runtime: str = "provided",
            handler: str | None = None, event: bytes = b"{}", timeout_ms: int = 10_000,
            user_env: Mapping[str, str] | None = None,
            credentials: ScopedCredentials | None = None,
+           s3_endpoint_url: str | None = None,
            token: str = TOKEN,
            trace_id: str | None = None, client_context: str | None = None,
            cognito_identity: str | None = None) -> Run:
@@ -137,7 +138,8 @@ def invoke(bundle: Path, settings: Settings, *, runtime: str = "provided",
                                   query_url="http://127.0.0.1:9/query",
                                   credentials_url="http://127.0.0.1:9/credentials",
                                   output_prefix="s3://udf-outputs/test-task/",
-                                  credentials=credentials, user_env=dict(user_env or {}))
+                                  credentials=credentials, user_env=dict(user_env or {}),
+                                  s3_endpoint_url=s3_endpoint_url)
     lines: list[str] = []
     with attempt_dir(settings.work_root, TASK_ID) as dirs:
         shutil.copytree(bundle, dirs.task_root, symlinks=True, dirs_exist_ok=True)

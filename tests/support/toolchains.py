@@ -10,22 +10,29 @@
 
 Builds are keyed by everything that goes into them (sources, lock files, commands, tool versions)
 and kept under `${XDG_CACHE_HOME:-~/.cache}/udf-runner`, outside the clone, so only the first
-run on a machine pays for them. Concurrent sessions share the cache: each build holds a lock.
+run on a machine pays for them (`devstack.build_cache`). `python -m tests.support.toolchains`
+(`make fixtures`) builds them all, the Rust/Polars sample included.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from devstack import transfer_stats
+from devstack.build_cache import (
+    build_key,
+    cache_root,
+    cached,
+    locked,
+    require,
+    require_rust,
+    versions,
+)
+from devstack.build_cache import run as _run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUST_FIXTURE = FIXTURES / "rust_lambda"
@@ -44,16 +51,6 @@ RIE_PACKAGE = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lamb
 RIE_VERSION = "v0.0.0-20261030222936-bef5c4ba774d"
 
 
-class ToolchainMissing(RuntimeError):  # noqa: N818 - named for what the reader must fix
-    """A compiler or tool the fixtures need is not installed."""
-
-
-def cache_root() -> Path:
-    """Where builds are kept: `${XDG_CACHE_HOME:-~/.cache}/udf-runner`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "udf-runner"
-
-
 @dataclass(frozen=True)
 class Bundle:
     """A bundle as its toolchain zipped it, and the same unpacked (its `bootstrap` executable)."""
@@ -70,82 +67,6 @@ class RustBundles:
     unwind: Bundle
 
 
-def _tool_path() -> str:
-    """PATH for builds: the virtualenv's bin (cargo-lambda, zig's Python wheel) and cargo's."""
-    extra = [str(Path(sys.executable).parent), str(Path.home() / ".cargo" / "bin"),
-             "/usr/local/go/bin"]
-    return os.pathsep.join([*extra, os.environ.get("PATH", "")])
-
-
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "PATH": _tool_path(), **(extra or {})}
-
-
-def require(tool: str, how: str) -> str:
-    """The path of `tool`, or ToolchainMissing saying how to install it."""
-    found = shutil.which(tool, path=_tool_path())
-    if found is None:
-        raise ToolchainMissing(f"{tool} is not installed: {how}")
-    return found
-
-
-def _run(argv: Sequence[str], *, cwd: Path | None = None,
-         env: Mapping[str, str] | None = None) -> str:
-    """Run a build step; its output is shown only when it fails."""
-    done = subprocess.run(list(argv), cwd=cwd, env=_env(env), capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n"
-                           f"{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def _tree_parts(root: Path) -> Iterator[bytes]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and "target" not in path.relative_to(root).parts:
-            yield path.relative_to(root).as_posix().encode()
-            yield path.read_bytes()
-
-
-def build_key(*parts: str, trees: Sequence[Path] = ()) -> str:
-    """A digest of the source trees (lock files included) and of the commands and versions."""
-    digest = hashlib.sha256()
-    for text in parts:
-        digest.update(text.encode() + b"\0")
-    for tree in trees:
-        for part in _tree_parts(tree):
-            digest.update(part + b"\0")
-    return digest.hexdigest()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def cached(name: str, key: str, build: Callable[[Path], None]) -> Path:
-    """The folder `build` fills, built once per key; a failed build leaves nothing behind."""
-    dest = cache_root() / "fixtures" / f"{name}-{key[:20]}"
-    if dest.is_dir():
-        return dest
-    with _locked(dest.with_name(dest.name + ".lock")):
-        if dest.is_dir():  # another session built it while this one waited
-            return dest
-        staging = dest.with_name(f".{dest.name}.{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        try:
-            build(staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        staging.rename(dest)
-    return dest
-
-
 def _unpacked(zip_path: Path) -> Bundle:
     """The zip next to its contents, unpacked by Info-ZIP (which keeps the modes it records)."""
     folder = zip_path.parent / "bundle"
@@ -153,22 +74,13 @@ def _unpacked(zip_path: Path) -> Bundle:
     return Bundle(zip_path, folder)
 
 
-def _versions(*argv: Sequence[str]) -> list[str]:
-    return [_run(command).strip() for command in argv]
-
-
 # --- Rust ---------------------------------------------------------------------------------------
-
-def _require_rust() -> None:
-    require("cargo", "install Rust (rustup, https://rustup.rs) and put ~/.cargo/bin on PATH")
-    require("cargo-lambda", "run `make setup` (pip installs cargo-lambda and ziglang into .venv)")
-
 
 def rust_bundles() -> RustBundles:
     """The `lambda_runtime` fixture, built with cargo-lambda both ways (cached)."""
-    _require_rust()
+    require_rust()
     key = build_key(*RUST_RELEASE, *RUST_UNWIND,
-                    *_versions(["rustc", "-V"], ["cargo", "lambda", "--version"]),
+                    *versions(["rustc", "-V"], ["cargo", "lambda", "--version"]),
                     trees=[RUST_FIXTURE])
     dest = cached("rust-lambda", key, _build_rust)
     return RustBundles(abort=_bundle_in(dest / "abort"), unwind=_bundle_in(dest / "unwind"))
@@ -182,7 +94,7 @@ def _build_rust(dest: Path) -> None:
     target = cache_root() / "cargo-target"
     built = target / "lambda" / "lambda-fixture" / "bootstrap.zip"
     # One target dir for every build of the fixture: dependencies compile once per profile.
-    with _locked(target.with_name("cargo-target.lock")):
+    with locked(target.with_name("cargo-target.lock")):
         for variant, command in (("abort", RUST_RELEASE), ("unwind", RUST_UNWIND)):
             _run(command, cwd=RUST_FIXTURE, env={"CARGO_TARGET_DIR": str(target)})
             (dest / variant).mkdir()
@@ -200,7 +112,7 @@ def go_bundles() -> dict[str, Bundle]:
     """Each `aws-lambda-go` fixture by package name (cached)."""
     _require_go()
     key = build_key(*GO_BUILD, *ZIP, repr(sorted(GO_ENV.items())),
-                    *_versions(["go", "version"]), trees=[GO_FIXTURE])
+                    *versions(["go", "version"]), trees=[GO_FIXTURE])
     dest = cached("go-lambda", key, _build_go)
     return {name: _bundle_in(dest / name) for name in GO_BUNDLES}
 
@@ -220,7 +132,7 @@ def _build_go(dest: Path) -> None:
 def rie() -> Path:
     """`aws-lambda-rie`, built from the Go module proxy (cached)."""
     _require_go()
-    key = build_key(RIE_PACKAGE, RIE_VERSION, *_versions(["go", "version"]))
+    key = build_key(RIE_PACKAGE, RIE_VERSION, *versions(["go", "version"]))
     return cached("aws-lambda-rie", key, _build_rie) / "aws-lambda-rie"
 
 
@@ -233,7 +145,8 @@ def main() -> None:
     """Build (or find in the cache) every fixture, before the tests: a cold Rust build takes
     minutes, more than one test's timeout."""
     for name, build in (("aws-lambda-rie", rie), ("go fixtures", go_bundles),
-                        ("rust fixtures", rust_bundles)):
+                        ("rust fixtures", rust_bundles),
+                        ("rust/polars sample", transfer_stats.build)):
         started = time.monotonic()
         build()
         sys.stdout.write(f"{name}: ready in {time.monotonic() - started:.1f} s\n")

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from devstack import transfer_stats
+from devstack.build_cache import lock_of, locked
 from devstack.bundles import zip_folder
 from devstack.demo import EXPECTED
 from devstack.stack import LocalStack
@@ -187,12 +189,32 @@ def test_the_stack_can_listen_on_fixed_ports() -> None:
 
 
 def test_demo_the_readmes_main_command_runs_every_sample_task(local_stack: LocalStack,
-                                                              work_root: Path) -> None:
+                                                              work_root: Path,
+                                                              transfer_stats_zip: Path) -> None:
     done = _run("demo", stack=local_stack, work_root=work_root)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    count = len(EXPECTED) + 1  # the Rust/Polars sample, built (transfer_stats_zip)
+    assert f"{count} of {count} sample tasks ended as expected" in done.stdout
+    assert f"== {transfer_stats.TASK.name}: succeeded [ok]" in done.stdout
+
+
+def test_demo_does_not_wait_for_a_polars_build_under_way(local_stack: LocalStack,
+                                                          work_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache without the sample's build
+    build = transfer_stats.Background()
+
+    with locked(lock_of(build.dest)):  # as a build started by an earlier `make run` holds it
+        done = _run("demo", stack=local_stack, work_root=work_root)
 
     assert done.returncode == 0, done.stdout + done.stderr
     count = len(EXPECTED)
     assert f"{count} of {count} sample tasks ended as expected" in done.stdout
+    assert ("transfer-stats (Rust/Polars): still building in the background; its log: "
+            f"{build.log} (it ends with `ready in …` when done). Run `make run` again then to "
+            "see the sample.") in done.stdout
+    assert transfer_stats.TASK.name not in done.stdout
 
 
 def _processes_with(variables: dict[str, str]) -> list[int]:

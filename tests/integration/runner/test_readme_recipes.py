@@ -1,8 +1,9 @@
 """The README's bundle recipes are the commands the tests build with, and they work as written.
 
 The Go and esbuild recipes run line by line, as a reader pastes them, in a scratch project; the
-Rust one (whose cold build takes minutes) must hold the exact cargo-lambda command that builds
-the Rust fixtures (`tests/support/toolchains.py`), which every other test then runs.
+Rust ones (whose cold builds take minutes) must hold the exact cargo-lambda command that builds
+the Rust fixtures (`tests/support/toolchains.py`) and the Rust/Polars sample
+(`devstack.transfer_stats`), which every other test then runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack import transfer_stats
 from devstack.stack import LocalStack
 from tests.support import toolchains
 
@@ -91,3 +93,27 @@ def test_the_esbuild_recipe_builds_a_bundle_that_runs(tmp_path: Path,
 
     assert result["status"] == "succeeded", result["error"]
     assert result["response"]["echoed"] == {"k": 1}  # type: ignore[index]
+
+
+def test_the_transfer_stats_recipe_builds_and_runs_the_polars_sample(
+        transfer_stats_zip: Path, local_stack: LocalStack, work_root: Path,
+        tmp_path: Path) -> None:
+    cd, build, back, run_task = recipe("transfer-stats")
+    assert (cd, build, back) == ("cd samples/transfer-stats", " ".join(transfer_stats.BUILD),
+                                 "cd ../..")
+    argv = run_task.split()
+    assert argv[:3] == [UDF_RUNNER, "run-task", "samples/transfer-stats.task.json"]
+    # What that build writes in the crate's target/ is what the cache holds (the same command
+    # in its own target dir): a second cold Polars build here would take minutes.
+    bundle, outputs = argv.index("--bundle") + 1, argv.index("--outputs") + 1
+    assert argv[bundle] == "samples/transfer-stats/target/lambda/transfer-stats/bootstrap.zip"
+    argv[bundle], argv[outputs] = str(transfer_stats_zip), str(tmp_path / "out")
+    env = {**os.environ, **local_stack.access.to_environ(), "UDF_RUNNER_WORK_ROOT": str(work_root)}
+
+    done = subprocess.run([str(REPO / UDF_RUNNER), *argv[1:], "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    response = json.loads(done.stdout)["response"]
+    assert json.loads((tmp_path / "out" / "transfer-stats.json").read_text())["tokens"] == \
+        response["tokens"]

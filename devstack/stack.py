@@ -16,11 +16,9 @@ import contextlib
 import secrets
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self, TextIO
 
@@ -65,11 +63,9 @@ class LocalStack:
         try:
             # The slowest part (moto's imports): spawned first, unless it already was.
             s3 = resources.enter_context(s3 if s3 is not None else EmbeddedS3.spawn(ports[0]))
-            workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(
-                prefix="udf-devstack-")))
             key = SigningKey.generate()
             issuer, verifier = TokenIssuer(key), key.verifier()
-            database = datasets.build_database(workdir / "samples.duckdb")
+            database = datasets.sample_database()
             query = resources.enter_context(
                 QueryService(verifier, SqlSandbox(database, datasets.DATASETS), port=ports[2]))
             issuer_key = secrets.token_urlsafe(32)
@@ -100,7 +96,7 @@ class LocalStack:
         return self.issuer.issue(grant)
 
     def close(self) -> None:
-        """Stop every part and delete the stack's files."""
+        """Stop every part."""
         self._resources.close()
 
     def __enter__(self) -> Self:

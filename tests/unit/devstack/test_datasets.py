@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
+import pytest
+
 from devstack import datasets
 
 
@@ -39,3 +44,22 @@ def test_blocks_chain_by_parent_hash() -> None:
     assert blocks["parent_hash"][1:] == blocks["hash"][:-1]
     assert blocks["number"] == list(range(datasets.FIRST_BLOCK,
                                           datasets.FIRST_BLOCK + datasets.BLOCK_COUNT))
+
+
+def test_the_sample_database_is_built_once_and_then_shared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = datasets.sample_database()
+    built_at = first.stat().st_mtime_ns
+
+    again = datasets.sample_database()
+
+    assert again == first
+    assert again.stat().st_mtime_ns == built_at
+    assert first.is_relative_to(tmp_path / "udf-runner")
+    with duckdb.connect(str(first), read_only=True) as con:
+        counts = {name: con.execute(f'select count(*) from "{name}"').fetchone()  # noqa: S608
+                  for name in datasets.DATASETS}
+    assert counts == {"blocks": (datasets.BLOCK_COUNT,),
+                      "erc20_transfers": (datasets.TRANSFER_COUNT,),
+                      "erc20_tokens": (len(datasets.TOKENS),)}

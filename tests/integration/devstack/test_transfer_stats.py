@@ -5,8 +5,6 @@ The local stack's S3 is plain http; real S3 is https, which a local TLS server s
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import socket
@@ -19,16 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from devstack import datasets, transfer_stats
 from devstack.stack import LocalStack
 from runner.platform import ScopedCredentials
 from runner.settings import Settings
 from tests.support import fixture_bundles
+from tests.support.certificates import self_signed
 
 REPO = Path(__file__).resolve().parents[3]
 UDF_RUNNER = REPO / ".venv" / "bin" / "udf-runner"
@@ -87,31 +81,11 @@ def test_the_polars_sample_names_a_missing_input_query(transfer_stats_zip: Path,
                                           '"whales" (trace_inputs.queries)')
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that no authority signed, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @contextmanager
 def _tls_server(folder: Path) -> Iterator[tuple[str, list[str]]]:
     """An https endpoint that takes one connection; the list gets how its handshake ended."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*_self_signed(folder))
+    context.load_cert_chain(*self_signed(folder))
     handshakes: list[str] = []
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(60)

@@ -8,10 +8,8 @@ answering as S3 does.
 
 from __future__ import annotations
 
-import datetime
 import gzip
 import hashlib
-import ipaddress
 import logging
 import ssl
 import time
@@ -21,10 +19,6 @@ from pathlib import Path
 import boto3
 import pytest
 import urllib3
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from moto.server import ThreadedMotoServer
 
 from devstack.stack import LocalStack
@@ -38,6 +32,7 @@ from runner.errors import (
     StorageUnavailableError,
 )
 from runner.platform import S3Reader, ScopedCredentials
+from tests.support.certificates import self_signed
 from tests.support.scripted_server import Reply, ScriptedServer, scripted
 
 CREDS = ScopedCredentials("AKIAFETCHTEST", "secret", "session")
@@ -307,22 +302,7 @@ def _chain(error: BaseException | None) -> str:
 def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     """A server context with a certificate for 127.0.0.1 that no CA store trusts, and the
     certificate's file (to trust it on purpose)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fetch-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_file, key_file = self_signed(tmp_path, ca=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return context, cert_file

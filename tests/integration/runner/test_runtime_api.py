@@ -762,10 +762,11 @@ def test_a_connection_kept_open_reaches_nothing_of_the_next_invocation(
 
     second = make_api()
     assert second.server._crew is crew  # the same threads serve the next invocation
-    for send in (lambda: second.next(kept),
-                 lambda: second.answer("response", b'"forged"', conn=kept)):
+    attempts: list[Callable[[], Reply]] = [
+        lambda: second.next(kept), lambda: second.answer("response", b'"forged"', conn=kept)]
+    for attempt in attempts:
         with pytest.raises((http.client.HTTPException, OSError)):
-            send()
+            attempt()
     kept.close()
 
     assert second.changes == 0

@@ -254,7 +254,8 @@ class Containment:
                 try:
                     yield attempt
                 finally:
-                    attempt.sweep()
+                    if not attempt.swept:
+                        attempt.sweep()
         except CleanupFailedError as e:
             self._refuse_after_cleanup(e)
             raise
@@ -341,10 +342,16 @@ class Attempt:
     dirs: WorkDirs
     before: frozenset[tuple[int, int]]
     tasks_in_use: int  # processes and threads of the child's uid when the attempt began
+    # A sweep has found nothing of the attempt left since its last child could start. Only a
+    # process of the attempt (or the runner) can start one the sweep would select, so nothing
+    # can have appeared since, and the attempt's end needs no sweep of its own.
+    swept: bool = False
 
     def confinement(self, timeout_ms: int) -> Confinement:
         """The child's uid/gid (separate-uid), resource limits, and whether it gets the filter
-        (and its uid's keyrings emptied: not a person's uid)."""
+        (and its uid's keyrings emptied: not a person's uid). Every child is started with one,
+        so from here the attempt may have processes again."""
+        self.swept = False
         controls = self.containment.controls
         rlimits = limits.child_rlimits(self.containment.settings, timeout_ms=timeout_ms,
                                        tasks_in_use=self.tasks_in_use)
@@ -358,6 +365,7 @@ class Attempt:
     def sweep(self) -> None:
         """Kill and reap every process the attempt left (`run_invocation(..., sweep=...)`)."""
         self.containment.kill_strays(self.before)
+        self.swept = True
 
 
 def _descendants(procs: Mapping[int, ProcessInfo] | None = None) -> frozenset[tuple[int, int]]:

@@ -109,9 +109,13 @@ def _listed_owner(family: int, source: tuple[str, int] | tuple[str, int, int, in
 @functools.cache
 def _sock_diag_works() -> bool:
     """Whether sock_diag finds a connection of this process, with its owner."""
+    # Plain sockets on numeric addresses: nothing here may need a name lookup, which imports
+    # codecs and reads files a runner that dropped its privileges may no longer read.
     try:
-        with socket.create_server(("127.0.0.1", 0)) as server, \
-                socket.create_connection(server.getsockname()) as client:
+        with socket.socket() as server, socket.socket() as client:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            client.connect(server.getsockname())
             accepted, _ = server.accept()
             with accepted:
                 found = _diag_owner(socket.AF_INET, client.getsockname(),

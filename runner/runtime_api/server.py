@@ -461,6 +461,9 @@ class RuntimeApiServer:
             return peers.peer_uid(conn) == self._peer_uid
         except OSError:  # /proc/net unreadable: nothing to go by
             return False
+        except Exception:  # a bug here refuses the connection; it must not stop the acceptor
+            _log.exception("Runtime API could not check a connection's peer")
+            return False
 
     def _refuse(self, conn: socket.socket) -> None:
         with conn, suppress(OSError):

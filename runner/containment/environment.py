@@ -65,6 +65,7 @@ from runner.containment import (
 )
 from runner.containment.limits import Confinement
 from runner.containment.procfs import ProcessInfo
+from runner.containment.spawner import SPAWNER
 from runner.containment.workdir import WorkDirs, attempt_dir
 from runner.errors import CleanupFailedError, SandboxError
 from runner.settings import Settings
@@ -221,6 +222,8 @@ class Containment:
                 containment._clean(_descendants())
             except SandboxError as e:
                 containment._refusal = str(e)
+        if containment.problem is None:
+            SPAWNER.start()  # it starts up while the runner's cold start goes on
         settings.work_root.mkdir(parents=True, exist_ok=True)
         return containment
 
@@ -241,6 +244,7 @@ class Containment:
         process it left killed and reaped, the work dir removed and its scratch files too."""
         if self._refusal is not None:
             raise SandboxError(self._refusal)
+        SPAWNER.start()  # (again, if it has ended) before the scan: never new in this attempt
         # One scan for both: what runs below the runner now, and the tasks of the child's uid
         # (RLIMIT_NPROC is that count plus the bundle's allowance).
         procs = procfs.table()
@@ -282,7 +286,7 @@ class Containment:
     def _selector(self, before: Collection[tuple[int, int]]) -> reaper.Selector:
         rule = StrayRule(runner_pid=os.getpid(), uid=self.controls.child_uid,
                          isolation=self.controls.isolation, before=frozenset(before),
-                         baseline=self._baseline)
+                         baseline=self._baseline, spawner=SPAWNER.key)
         return rule.selects
 
     def _clean_leftovers(self) -> None:
@@ -319,10 +323,11 @@ class StrayRule:
     isolation: Isolation
     before: frozenset[tuple[int, int]]  # processes below the runner when the attempt began
     baseline: frozenset[tuple[int, int]]  # processes of the uid at cold start (lambda)
+    spawner: tuple[int, int] | None = None  # the runner's spawner process (runner's uid)
 
     def selects(self, process: ProcessInfo, procs: Mapping[int, ProcessInfo]) -> bool:
         """Whether `process` (seen in the table `procs`) is a stray."""
-        if process.pid == self.runner_pid:
+        if process.pid == self.runner_pid or process.key == self.spawner:
             return False
         below = procfs.descends_from(process, self.runner_pid, procs)
         if below and process.key not in self.before:

@@ -127,12 +127,13 @@ class Target:
     tids: frozenset[int] = field(default_factory=frozenset)
 
     @classmethod
-    def this_process(cls) -> Target:
-        """This process, with the threads it has now."""
+    def this_process(cls, others: frozenset[int] = frozenset()) -> Target:
+        """This process, with the threads it has now, and the single-threaded processes
+        `others` of its own (runner.containment.spawner), protected as its threads are."""
         pid = os.getpid()
         with os.scandir(f"/proc/{pid}/task") as tasks:
             tids = frozenset(int(task.name) for task in tasks)
-        return cls(pid=pid, pgid=os.getpgrp(), tids=tids)
+        return cls(pid=pid, pgid=os.getpgrp(), tids=tids | others)
 
 
 #: A jump target: a label, or how many instructions to skip.

@@ -13,8 +13,8 @@ attached (SCM_RIGHTS); one reply each:
 - `spawn`: start the child as the uid and gid named (`subprocess`, with the confinement applied
   between fork and exec, exactly as the runner used to in its own child) on the descriptors
   sent (stdout, stderr and optionally Lambda's telemetry pipe, whose number in the child goes
-  into the variable `fd_variable`); reply `{"pid"}` with a pidfd for it (opened before anything could reap it),
-  or `{"errno", "strerror"}` when it could not start.
+  into the variable `fd_variable`); reply `{"pid"}` with a pidfd for it (opened before
+  anything could reap it), or `{"errno", "strerror"}` when it could not start.
 - `wait`: wait for a child started here to exit, and reply `{"returncode"}` (negative: the
   signal, as `subprocess` reports it).
 """

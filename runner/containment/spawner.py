@@ -6,8 +6,8 @@ only in a forked child, never in a vforked one. A fork copies the page tables of
 that forks, and afterwards each page that process writes faults once more: from a runner of
 about 90 MB that cost more than the rest of starting the child (docs/performance.md). So the
 runner has a process of its own fork instead (`_spawner_process`): a fresh interpreter of about
-10 MB, started with the plain `subprocess` path (vfork: nothing copied), holding nothing of the
-runner's (an empty environment, non-dumpable), asked over a socket pair.
+10 MB, started with posix_spawn (vfork: nothing copied), holding nothing of the runner's (an
+empty environment, non-dumpable), asked over a socket pair.
 
 The child is the spawner's: it reaps the child and reports its status (`wait`). The runner holds
 a pidfd for the child, opened by the spawner before anything could reap it, so a pid reused
@@ -24,11 +24,13 @@ import array
 import atexit
 import json
 import os
+import select
+import signal
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,7 @@ class Spawner:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # this process's child while it has not been reaped
         self._sock: socket.socket | None = None
         self._key: tuple[int, int] | None = None
 
@@ -105,56 +107,59 @@ class Spawner:
             raise OSError(reply.get("errno"), reply.get("strerror", "the spawner failed"))
         return int(reply["pid"]), passed[0]
 
-    def wait(self, pid: int) -> int:
-        """Wait for a child started here to exit; its status (negative: the signal).
-        SandboxError when the spawner is gone (its orphans are then the runner's to reap)."""
+    def wait(self, pid: int, pidfd: int) -> int:
+        """Wait for the child `pid` (with `pidfd`) started here to exit; its status (negative:
+        the signal). If the spawner has ended meanwhile, the child is an orphan, and so the
+        runner's own (its subreaper) once that spawner's exit is complete: reaped here."""
         with self._lock:
-            if self._sock is None:
-                raise SandboxError(f"the spawner that started {pid} has ended")
-            reply, _ = self._exchange(self._sock, {"op": "wait", "pid": pid}, [])
-        if "returncode" not in reply:
-            raise SandboxError(f"the spawner could not wait for {pid}: {reply}")
-        return int(reply["returncode"])
+            if self._sock is not None:
+                with suppress(SandboxError):
+                    reply, _ = self._exchange(self._sock, {"op": "wait", "pid": pid}, [])
+                    if "returncode" in reply:
+                        return int(reply["returncode"])
+            if self._sock is None and self._pid is not None \
+                    and _ended(self._pid, _EXIT_WAIT_SECONDS):
+                self._pid = None
+        return _reap_orphan(pidfd)
 
     def stop(self) -> None:
         """Close the socket and wait for the spawner to end (at the runner's exit)."""
         with self._lock:
-            process, self._process = self._process, None
+            pid, self._pid = self._pid, None
             self._close()
-        if process is not None:
-            try:
-                process.wait(_EXIT_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if pid is not None and not _ended(pid, _EXIT_WAIT_SECONDS):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
     def forget(self) -> None:
         """In a forked child of the runner: the spawner is the parent's, not this process's."""
         self._lock = threading.Lock()
         if self._sock is not None:
             self._sock.close()
-        self._process = self._sock = self._key = None
+        self._pid = self._sock = self._key = None
 
     def _ensure_running(self) -> socket.socket:
-        if self._sock is not None and self._process is not None \
-                and self._process.poll() is None:
+        if self._sock is not None and self._pid is not None and not _ended(self._pid, 0):
             return self._sock
         self._close()
+        if self._pid is not None:
+            _ended(self._pid, 0)  # reaped, if it has ended; otherwise it ends on its own
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
-            # The plain path (vfork): no preexec, no uid; and nothing of ours in its
-            # environment.
-            self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(_SCRIPT), str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], env={}, stdin=subprocess.DEVNULL, close_fds=True)
+            theirs.set_inheritable(True)  # the one descriptor it gets besides /dev/null
+            # posix_spawn (vfork): nothing copied, nothing run between fork and exec, and
+            # nothing of ours in its environment.
+            self._pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-I", "-S", str(_SCRIPT), str(theirs.fileno())],
+                {}, file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
         self._sock = ours
-        found = procfs.read_process(self._process.pid)
+        found = procfs.read_process(self._pid)
         self._key = found.key if found is not None else None
         return ours
 
     def _filter(self) -> bytes:
         """The child's filter, naming this process's threads and the spawner."""
-        others = frozenset({self._process.pid}) if self._process is not None else frozenset()
+        others = frozenset({self._pid}) if self._pid is not None else frozenset()
         return seccomp.program(seccomp.Target.this_process(others=others))
 
     def _exchange(self, sock: socket.socket, message: dict[str, Any],
@@ -184,6 +189,32 @@ class Spawner:
             self._sock.close()
         self._sock = None
         self._key = None
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    """Whether the spawner `pid` has ended (and is reaped), waiting up to `timeout` seconds for
+    it on a pidfd."""
+    with suppress(ProcessLookupError):
+        fd = os.pidfd_open(pid)
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
+def _reap_orphan(pidfd: int) -> int:
+    """The status of a child whose spawner has ended, reaped by the runner itself."""
+    try:
+        done = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    except ChildProcessError as e:
+        raise SandboxError("the child's exit status was lost with its spawner") from e
+    if done is None:
+        raise SandboxError("the child's exit status was lost with its spawner")
+    return -done.si_status if done.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else done.si_status
 
 
 #: The runner's spawner (one per process).

@@ -25,7 +25,6 @@ from typing import Protocol
 from runner.containment import procfs
 from runner.containment.limits import Confinement
 from runner.containment.spawner import SPAWNER, SpawnRequest
-from runner.errors import SandboxError
 from runner.invoke.output import CONSOLE
 
 __all__ = ["KILL_WAIT_SECONDS", "TELEMETRY_LOG_FD", "Child", "ChildSpec"]
@@ -172,23 +171,8 @@ class _Spawned:
 
     def wait(self) -> int:
         if self._returncode is None:
-            try:
-                self._returncode = SPAWNER.wait(self.pid)
-            except SandboxError:
-                self._returncode = _reap_orphan(self.pidfd)
+            self._returncode = SPAWNER.wait(self.pid, self.pidfd)
         return self._returncode
-
-
-def _reap_orphan(pidfd: int) -> int:
-    """The status of a child whose spawner has ended: an orphan now, so the runner's own (its
-    subreaper)."""
-    try:
-        done = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
-    except ChildProcessError as e:
-        raise SandboxError("the child's exit status was lost with its spawner") from e
-    if done is None:
-        raise SandboxError("the child's exit status was lost with its spawner")
-    return -done.si_status if done.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else done.si_status
 
 
 def _group_exists(pgid: int) -> bool:

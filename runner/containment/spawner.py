@@ -72,6 +72,7 @@ class Spawner:
         self._pid: int | None = None  # this process's child while it has not been reaped
         self._sock: socket.socket | None = None
         self._key: tuple[int, int] | None = None
+        self._program: tuple[seccomp.Target, bytes] | None = None  # the last filter made
 
     @property
     def key(self) -> tuple[int, int] | None:
@@ -158,9 +159,13 @@ class Spawner:
         return ours
 
     def _filter(self) -> bytes:
-        """The child's filter, naming this process's threads and the spawner."""
+        """The child's filter, naming this process's threads and the spawner: assembled again
+        only when they changed (they seldom do: the Runtime API's threads are kept)."""
         others = frozenset({self._pid}) if self._pid is not None else frozenset()
-        return seccomp.program(seccomp.Target.this_process(others=others))
+        target = seccomp.Target.this_process(others=others)
+        if self._program is None or self._program[0] != target:
+            self._program = (target, seccomp.program(target))
+        return self._program[1]
 
     def _exchange(self, sock: socket.socket, message: dict[str, Any],
                   fds: list[int]) -> tuple[dict[str, Any], list[int]]:

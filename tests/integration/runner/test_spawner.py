@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,21 @@ def test_the_spawner_holds_nothing_of_the_runner() -> None:
 @pytest.fixture
 def sandbox_uid() -> int:
     return int(os.environ.get("UDF_RUNNER_SANDBOX_UID", "64200"))
+
+
+def test_the_filter_is_made_again_for_a_thread_started_since_the_last() -> None:
+    # Kept between children while the runner's threads stay the same; never stale.
+    SPAWNER.start()
+    first = SPAWNER._filter()
+    assert SPAWNER._filter() is first
+    started, done = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: (started.set(), done.wait()))
+    thread.start()
+    try:
+        started.wait()
+        assert SPAWNER._filter() != first
+        assert SPAWNER._program is not None
+        assert thread.native_id in SPAWNER._program[0].tids
+    finally:
+        done.set()
+        thread.join()

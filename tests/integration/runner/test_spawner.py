@@ -170,7 +170,12 @@ def test_the_filter_is_made_again_for_a_thread_started_since_the_last() -> None:
     first = SPAWNER._filter()
     assert SPAWNER._filter() is first
     started, done = threading.Event(), threading.Event()
-    thread = threading.Thread(target=lambda: (started.set(), done.wait()))
+
+    def run() -> None:
+        started.set()
+        done.wait()
+
+    thread = threading.Thread(target=run)
     thread.start()
     try:
         started.wait()

@@ -143,8 +143,10 @@ class Spawner:
         if self._sock is not None and self._pid is not None and not _ended(self._pid, 0):
             return self._sock
         self._close()
-        if self._pid is not None:
-            _ended(self._pid, 0)  # reaped, if it has ended; otherwise it ends on its own
+        if self._pid is not None and not _ended(self._pid, 0):
+            # One that stopped answering: ours, never reused, and never left a zombie.
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             theirs.set_inheritable(True)  # the one descriptor it gets besides /dev/null

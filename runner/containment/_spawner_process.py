@@ -154,7 +154,9 @@ class Spawner:
 
 def main() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    with socket.socket(fileno=int(sys.argv[1])) as sock:
+    fd = int(sys.argv[1])
+    os.set_inheritable(fd, False)  # (close_fds would keep it from the children anyway)
+    with socket.socket(fileno=fd) as sock:
         Spawner(sock).serve()
 
 

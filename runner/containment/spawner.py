@@ -6,7 +6,7 @@ only in a forked child, never in a vforked one. A fork copies the page tables of
 that forks, and afterwards each page that process writes faults once more: from a runner of
 about 90 MB that cost more than the rest of starting the child (docs/performance.md). So the
 runner has a process of its own fork instead (`_spawner_process`): a fresh interpreter of about
-10 MB, started with posix_spawn (vfork: nothing copied), holding nothing of the runner's (an
+15 MB, started with posix_spawn (vfork: nothing copied), holding nothing of the runner's (an
 empty environment, non-dumpable), asked over a socket pair.
 
 The child is the spawner's: it reaps the child and reports its status (`wait`). The runner holds
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import array
 import atexit
-import json
+import marshal
 import os
 import select
 import signal
@@ -97,7 +97,7 @@ class Spawner:
                 "op": "spawn", "argv": list(request.argv), "cwd": str(request.cwd),
                 "env": dict(request.env), "umask": request.umask, "user": request.user,
                 "group": request.group, "rlimits": list(request.rlimits.items()),
-                "filter": self._filter().hex() if request.confined else None,
+                "filter": self._filter() if request.confined else None,
                 "clear_keyrings": request.clear_keyrings,
                 "fd_variable": request.telemetry[0] if request.telemetry else None,
             }
@@ -176,7 +176,7 @@ class Spawner:
         try:
             ancillary = ([(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
                          if fds else [])
-            sock.sendmsg([json.dumps(message).encode()], ancillary)
+            sock.sendmsg([marshal.dumps(message)], ancillary)
             data, received, _, _ = sock.recvmsg(
                 MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize))
             if not data:
@@ -188,7 +188,7 @@ class Spawner:
         for level, kind, payload in received:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 passed.frombytes(payload[:len(payload) - len(payload) % passed.itemsize])
-        reply: dict[str, Any] = json.loads(data)
+        reply: dict[str, Any] = marshal.loads(data)  # noqa: S302 - from our own spawner alone
         return reply, list(passed)
 
     def _close(self) -> None:

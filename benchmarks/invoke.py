@@ -210,7 +210,7 @@ def containment_costs(runs: int, task_root: Path) -> dict[str, Any]:
         "System V IPC listing": timed(lambda: list(sysvipc.objects())),
         "one /proc scan (procfs.table)": timed(procfs.table),
         "spawn, the floor's way (vfork, nothing else)": spawn(plain),
-        "spawn, contained (sandbox uid, rlimits: fork)": spawn(contained),
+        "spawn, contained (the spawner: uid, rlimits, keyrings, filter)": spawn(contained),
     }
     times = interleaved(contenders, runs=runs)
     return {name: summary(values) for name, values in times.items()}

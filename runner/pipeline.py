@@ -143,6 +143,7 @@ class Pipeline:
         deadline = self._deadline(payload, context)
         token = payload.capability_token.get_secret_value()
         event = _event_object(payload)
+        self._containment.get_ready()
         with ExitStack() as cleanup:
             prepared = self._prepare(payload, token, deadline, attempt, cleanup)
             if payload.inputs.queries:

@@ -3,9 +3,9 @@
 `Containment` (in `environment`) is set up once per execution environment and wraps every
 attempt; its helpers each own one control: the attempt's work dir (`workdir`), the child's uid and
 resource limits (`limits`), its system-call filter (`seccomp`) and keyrings (`keyrings`), the
-runner's own hardening (`hardening`), reading /proc (`procfs`), killing what an attempt left
-(`reaper`), and removing its files (`scratch`, `removal`), System V IPC objects (`sysvipc`) and
-POSIX message queues (`mqueue`).
+process that forks it (`spawner`), the runner's own hardening (`hardening`), reading /proc
+(`procfs`), killing what an attempt left (`reaper`), and removing its files (`scratch`,
+`removal`), System V IPC objects (`sysvipc`) and POSIX message queues (`mqueue`).
 """
 
 from runner.containment.environment import (

@@ -65,6 +65,7 @@ from runner.containment import (
 )
 from runner.containment.limits import Confinement
 from runner.containment.procfs import ProcessInfo
+from runner.containment.spawner import SPAWNER
 from runner.containment.workdir import WorkDirs, attempt_dir
 from runner.errors import CleanupFailedError, SandboxError
 from runner.settings import Settings
@@ -239,12 +240,21 @@ class Containment:
         fields_["containment"]["refusal"] = self._refusal
         return fields_
 
+    def get_ready(self) -> None:
+        """Start what an attempt needs that takes a while to start: the spawner (tens of ms of
+        an interpreter's start), so that it is ready when the child starts. Called as a task
+        begins, beside its network steps rather than during the cold start, where it would
+        take CPU from the runner's own."""
+        if self._refusal is None:
+            SPAWNER.start()
+
     @contextmanager
     def attempt(self, label: str) -> Iterator[Attempt]:
         """A contained attempt: its work dir, then, on the way out whatever happened, every
         process it left killed and reaped, the work dir removed and its scratch files too."""
         if self._refusal is not None:
             raise SandboxError(self._refusal)
+        SPAWNER.start()  # (again, if it has ended) before the scan: never new in this attempt
         # One scan for both: what runs below the runner now, and the tasks of the child's uid
         # (RLIMIT_NPROC is that count plus the bundle's allowance).
         procs = procfs.table()
@@ -258,7 +268,8 @@ class Containment:
                 try:
                     yield attempt
                 finally:
-                    attempt.sweep()
+                    if not attempt.swept:
+                        attempt.sweep()
         except CleanupFailedError as e:
             self._refuse_after_cleanup(e)
             raise
@@ -285,7 +296,7 @@ class Containment:
     def _selector(self, before: Collection[tuple[int, int]]) -> reaper.Selector:
         rule = StrayRule(runner_pid=os.getpid(), uid=self.controls.child_uid,
                          isolation=self.controls.isolation, before=frozenset(before),
-                         baseline=self._baseline)
+                         baseline=self._baseline, spawner=SPAWNER.key)
         return rule.selects
 
     def _clean_leftovers(self) -> None:
@@ -322,10 +333,11 @@ class StrayRule:
     isolation: Isolation
     before: frozenset[tuple[int, int]]  # processes below the runner when the attempt began
     baseline: frozenset[tuple[int, int]]  # processes of the uid at cold start (lambda)
+    spawner: tuple[int, int] | None = None  # the runner's spawner process (runner's uid)
 
     def selects(self, process: ProcessInfo, procs: Mapping[int, ProcessInfo]) -> bool:
         """Whether `process` (seen in the table `procs`) is a stray."""
-        if process.pid == self.runner_pid:
+        if process.pid == self.runner_pid or process.key == self.spawner:
             return False
         below = procfs.descends_from(process, self.runner_pid, procs)
         if below and process.key not in self.before:
@@ -345,10 +357,16 @@ class Attempt:
     dirs: WorkDirs
     before: frozenset[tuple[int, int]]
     tasks_in_use: int  # processes and threads of the child's uid when the attempt began
+    # A sweep has found nothing of the attempt left since its last child could start. Only a
+    # process of the attempt (or the runner) can start one the sweep would select, so nothing
+    # can have appeared since, and the attempt's end needs no sweep of its own.
+    swept: bool = False
 
     def confinement(self, timeout_ms: int) -> Confinement:
         """The child's uid/gid (separate-uid), resource limits, and whether it gets the filter
-        (and its uid's keyrings emptied: not a person's uid)."""
+        (and its uid's keyrings emptied: not a person's uid). Every child is started with one,
+        so from here the attempt may have processes again."""
+        self.swept = False
         controls = self.containment.controls
         rlimits = limits.child_rlimits(self.containment.settings, timeout_ms=timeout_ms,
                                        tasks_in_use=self.tasks_in_use)
@@ -362,6 +380,7 @@ class Attempt:
     def sweep(self) -> None:
         """Kill and reap every process the attempt left (`run_invocation(..., sweep=...)`)."""
         self.containment.kill_strays(self.before)
+        self.swept = True
 
 
 def _descendants(procs: Mapping[int, ProcessInfo] | None = None) -> frozenset[tuple[int, int]]:

@@ -142,11 +142,12 @@ def _status_field(status: bytes, label: bytes) -> int:
     return int(status[at + len(label):end if end >= 0 else None].split(None, 1)[0])
 
 
-def pids() -> Iterator[int]:
-    """Every pid /proc lists right now."""
-    for entry in os.scandir(PROC):
-        if entry.name.isdigit():
-            yield int(entry.name)
+def pids() -> list[int]:
+    """Every pid /proc lists right now, the newest first: a process that has only just been
+    forked is the likeliest to exit before it is read (reaper.py), so it is read first."""
+    with os.scandir(PROC) as entries:
+        return sorted((int(entry.name) for entry in entries if entry.name.isdigit()),
+                      reverse=True)
 
 
 def processes() -> Iterator[ProcessInfo]:

@@ -50,18 +50,26 @@ def sweep(select: Selector, timeout: float) -> int:
 
 
 def _freeze(select: Selector, end: float) -> dict[int, ProcessInfo]:
-    """Stop every selected live process, rescanning until a scan adds none; pidfd -> process."""
+    """Stop every selected live process, rescanning until a scan adds none and reaps none;
+    pidfd -> process.
+
+    A scan that reaped a selected process is followed by another: a process that forked and
+    exited while /proc was being read left a child that scan never saw, and the child comes to
+    the runner (its subreaper) when its parent exits, so the child's own exit is reaped in turn.
+    A chain of processes that each fork the next and exit at once so keeps the scans going
+    until one reads a member alive and stops it.
+    """
     held: dict[int, ProcessInfo] = {}
     keys: set[tuple[int, int]] = set()
     try:
         while True:
             procs = procfs.table()
             found = [p for p in procs.values() if p.key not in keys and select(p, procs)]
-            _reap_zombies(p for p in found if p.is_zombie)
+            reaped = _reap_zombies(p for p in found if p.is_zombie)
             live = [p for p in found if not p.is_zombie]
-            if not live:
+            if not live and not reaped:
                 return held
-            _check_time(live, end)
+            _check_time(live or reaped, end)
             for process in live:
                 keys.add(process.key)
                 fd = procfs.open_pidfd(process)
@@ -74,14 +82,18 @@ def _freeze(select: Selector, end: float) -> dict[int, ProcessInfo]:
         raise
 
 
-def _reap_zombies(zombies: Iterable[ProcessInfo]) -> None:
-    """Collect selected processes that already exited and are the runner's children."""
+def _reap_zombies(zombies: Iterable[ProcessInfo]) -> list[ProcessInfo]:
+    """Collect the selected processes that already exited and are the runner's children; the
+    ones collected."""
+    reaped = []
     for process in zombies:
         if process.ppid == os.getpid():
             fd = procfs.open_pidfd(process)
             if fd is not None:
-                procfs.reap(fd)
+                if procfs.reap(fd):
+                    reaped.append(process)
                 os.close(fd)
+    return reaped
 
 
 def _check_time(live: list[ProcessInfo], end: float) -> None:

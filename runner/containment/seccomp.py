@@ -28,7 +28,8 @@ runtimes take their fallbacks). Calls from another architecture (i386 through `i
 the process: no linux/amd64 bundle makes them, and their numbers mean other calls.
 
 Lambda's own image may lack libseccomp, so the program is assembled here (classic BPF, a few
-dozen instructions); `install` only makes C calls, as code between fork and exec must.
+dozen instructions); the spawner installs it in each child (`_spawner_process.Installer`, which
+makes only C calls, as code between fork and exec must).
 """
 
 from __future__ import annotations
@@ -41,21 +42,18 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from runner.containment._spawner_process import Installer
+
 __all__ = [
     "AUDIT_ARCH_X86_64",
     "BPF_MAXINSNS",
     "DENIED",
     "SYS",
     "UNSUPPORTED",
-    "Installer",
     "Target",
     "program",
     "works",
 ]
-
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_SECCOMP = 22
-_SECCOMP_MODE_FILTER = 2
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
@@ -127,12 +125,13 @@ class Target:
     tids: frozenset[int] = field(default_factory=frozenset)
 
     @classmethod
-    def this_process(cls) -> Target:
-        """This process, with the threads it has now."""
+    def this_process(cls, others: frozenset[int] = frozenset()) -> Target:
+        """This process, with the threads it has now, and the single-threaded processes
+        `others` of its own (runner.containment.spawner), protected as its threads are."""
         pid = os.getpid()
         with os.scandir(f"/proc/{pid}/task") as tasks:
             tids = frozenset(int(task.name) for task in tasks)
-        return cls(pid=pid, pgid=os.getpgrp(), tids=tids)
+        return cls(pid=pid, pgid=os.getpgrp(), tids=tids | others)
 
 
 #: A jump target: a label, or how many instructions to skip.
@@ -256,32 +255,8 @@ def _deny_values(asm: _Assembler, values: Iterable[int], *, then_allow: bool = T
         asm.ret(_SECCOMP_RET_ALLOW)
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
-
-
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl.restype = ctypes.c_int
-_libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
-                        ctypes.c_ulong)
 _libc.syscall.restype = ctypes.c_long
-
-
-class Installer:
-    """A program made ready in the parent; `install()` runs in the child between fork and exec
-    and makes only C calls (prctl), as code there must."""
-
-    def __init__(self, code: bytes) -> None:
-        self._buffer = ctypes.create_string_buffer(code, len(code))
-        self._fprog = _SockFprog(len(code) // 8, ctypes.addressof(self._buffer))
-        self._fprog_address = ctypes.addressof(self._fprog)
-
-    def install(self) -> None:
-        """Set no_new_privs, then the filter; raises OSError if either is refused."""
-        if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, None, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(_PR_SET_NO_NEW_PRIVS)")
-        if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, self._fprog_address, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(_PR_SET_SECCOMP)")
 
 
 def works(true_program: str, *, user: int | None, group: int | None) -> bool:

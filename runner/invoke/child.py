@@ -3,25 +3,28 @@
 The child gets stdin from /dev/null, its two output pipes and nothing else (`close_fds`), a
 working directory, an environment built by `runner.runtimes` and never copied from ours, and
 its `Confinement`, applied between fork and exec (so nothing of the bundle runs before it
-holds): its uid and resource limits and, when confined, a fresh session keyring
-(`runner.containment.keyrings`), no_new_privs and the system-call filter
-(`runner.containment.seccomp`) that keeps it from signalling this process.
+holds): its uid and resource limits and, when confined, a fresh session keyring, no_new_privs
+and the system-call filter that keeps it from signalling this process. A confined child is
+forked by the spawner process (`runner.containment.spawner`: a fork of this process would cost
+more than all the rest of starting it); one with nothing to apply between fork and exec is
+started here, by the plain `subprocess` path (vfork).
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import select
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from runner.containment import keyrings, procfs, seccomp
+from runner.containment import procfs
 from runner.containment.limits import Confinement
+from runner.containment.spawner import SPAWNER, SpawnRequest
 from runner.invoke.output import CONSOLE
 
 __all__ = ["KILL_WAIT_SECONDS", "TELEMETRY_LOG_FD", "Child", "ChildSpec"]
@@ -48,68 +51,46 @@ class ChildSpec:
     telemetry_log: bool = False
 
 
-def _preexec(confined: Confinement) -> Callable[[], None] | None:
-    """What the child does between fork and exec. Everything is prepared here, in the parent:
-    the child makes only C calls (setrlimit, keyctl, prctl), no imports, no locks."""
-    limits = tuple(confined.rlimits.items())
-    # Built now, when the Runtime API's threads run: their ids are protected too.
-    installer = (seccomp.Installer(seccomp.program(seccomp.Target.this_process()))
-                 if confined.confined else None)
-    clear_keyrings = confined.clear_keyrings
-    if not limits and installer is None:
-        return None
+class _Process(Protocol):
+    """A started child: its pid, a pidfd for it, and its exit status once it has exited."""
 
-    def apply() -> None:
-        for res, value in limits:
-            resource.setrlimit(res, (value, value))
-        if installer is not None:
-            keyrings.fresh_session(clear_uid=clear_keyrings)
-            installer.install()
+    pid: int
+    pidfd: int
 
-    return apply
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
 
 
 class Child:
     """A running child: its pid, its output pipes, and a pidfd to wait on it without polling."""
 
     def __init__(self, spec: ChildSpec) -> None:
-        confined = spec.confinement
-        env = dict(spec.env)
-        self._telemetry: int | None = None
-        passed: tuple[int, ...] = ()
+        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        self.streams = {stdout_r: "stdout", stderr_r: "stderr"}
+        theirs = [stdout_w, stderr_w]
+        telemetry: int | None = None
         if spec.telemetry_log:
-            self._telemetry, write_end = os.pipe2(os.O_CLOEXEC)
-            env[TELEMETRY_LOG_FD] = str(write_end)
-            passed = (write_end,)
+            telemetry_r, telemetry = os.pipe2(os.O_CLOEXEC)
+            self.streams[telemetry_r] = CONSOLE
+            theirs.append(telemetry)
         try:
-            self._proc = subprocess.Popen(
-                list(spec.argv), cwd=spec.cwd, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                close_fds=True, pass_fds=passed, start_new_session=True, umask=confined.umask,
-                user=confined.user, group=confined.group,
-                extra_groups=[] if confined.user is not None else None,
-                preexec_fn=_preexec(confined),  # noqa: PLW1509 - see _preexec
-            )
-        except OSError:
-            if self._telemetry is not None:
-                os.close(self._telemetry)
+            self._process = _start(spec, stdout_w, stderr_w, telemetry)
+        except BaseException:
+            for fd in self.streams:
+                os.close(fd)
             raise
         finally:
-            for fd in passed:
-                os.close(fd)  # the child's end: ours would keep the pipe from ever closing
-        self.pid = self._proc.pid
-        self.pidfd = os.pidfd_open(self.pid)
-        stdout, stderr = self._proc.stdout, self._proc.stderr
-        if stdout is None or stderr is None:
-            raise OSError("the child's output pipes were not created")
-        self.streams = {stdout.fileno(): "stdout", stderr.fileno(): "stderr"}
-        if self._telemetry is not None:
-            self.streams[self._telemetry] = CONSOLE
+            for fd in theirs:
+                os.close(fd)  # the child's ends: ours would keep the pipes from ever closing
+        self.pid = self._process.pid
+        self.pidfd = self._process.pidfd
 
     @property
     def returncode(self) -> int | None:
         """Exit status once reaped: negative for a signal, as in `subprocess`."""
-        return self._proc.poll()
+        return self._process.poll()
 
     def stop(self, grace: float) -> None:
         """SIGTERM the whole process group, SIGKILL it after `grace`, and wait until it is gone.
@@ -118,12 +99,12 @@ class Child:
         `runner.containment` (by process tree and by uid) takes them.
         """
         _signal_group(self.pid, signal.SIGTERM)
-        if self._proc.poll() is None:
+        if self._process.poll() is None:
             poller = select.poll()
             poller.register(self.pidfd, select.POLLIN)
             poller.poll(grace * 1000)
         _signal_group(self.pid, signal.SIGKILL)
-        self._proc.wait()
+        self._process.wait()
         if not _group_exists(self.pid):
             return  # no member left, not even a zombie: nothing for a /proc scan to find
         members = [p for p in procfs.processes() if p.pgrp == self.pid and not p.is_zombie]
@@ -132,14 +113,66 @@ class Child:
     def close(self) -> None:
         """Release the pidfd and the pipes; a child still running (the invocation was cut
         short by an exception) is stopped first, without grace."""
-        if self._proc.poll() is None:
+        if self._process.poll() is None:
             self.stop(0)
         os.close(self.pidfd)
-        if self._telemetry is not None:
-            os.close(self._telemetry)
-        for stream in (self._proc.stdout, self._proc.stderr):
-            if stream is not None:
-                stream.close()
+        for fd in self.streams:
+            os.close(fd)
+
+
+def _start(spec: ChildSpec, stdout: int, stderr: int, telemetry: int | None) -> _Process:
+    confined = spec.confinement
+    if confined.user is not None or confined.group is not None or confined.rlimits \
+            or confined.confined:
+        return _Spawned(SPAWNER.spawn(SpawnRequest(
+            argv=spec.argv, cwd=spec.cwd, env=spec.env, stdout=stdout, stderr=stderr,
+            umask=confined.umask,
+            user=confined.user if confined.user is not None else os.getuid(),
+            group=confined.group if confined.group is not None else os.getgid(),
+            rlimits=confined.rlimits, confined=confined.confined,
+            clear_keyrings=confined.clear_keyrings,
+            telemetry=(TELEMETRY_LOG_FD, telemetry) if telemetry is not None else None)))
+    return _Direct(spec, stdout, stderr, telemetry)
+
+
+class _Direct:
+    """A child with nothing to apply between fork and exec, started here (vfork)."""
+
+    def __init__(self, spec: ChildSpec, stdout: int, stderr: int,
+                 telemetry: int | None) -> None:
+        env = dict(spec.env)
+        if telemetry is not None:
+            env[TELEMETRY_LOG_FD] = str(telemetry)
+        self._popen = subprocess.Popen(
+            list(spec.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+            stderr=stderr, close_fds=True, pass_fds=() if telemetry is None else (telemetry,),
+            start_new_session=True, umask=spec.confinement.umask)
+        self.pid = self._popen.pid
+        self.pidfd = os.pidfd_open(self.pid)
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def wait(self) -> int:
+        return self._popen.wait()
+
+
+class _Spawned:
+    """A child the spawner started: it reaps the child, and tells its status when asked."""
+
+    def __init__(self, started: tuple[int, int]) -> None:
+        self.pid, self.pidfd = started
+        self._returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self._returncode is None and select.select([self.pidfd], [], [], 0)[0]:
+            self.wait()  # it has exited: the spawner answers at once
+        return self._returncode
+
+    def wait(self) -> int:
+        if self._returncode is None:
+            self._returncode = SPAWNER.wait(self.pid, self.pidfd)
+        return self._returncode
 
 
 def _group_exists(pgid: int) -> bool:

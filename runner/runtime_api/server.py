@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
 import socket
@@ -317,15 +318,82 @@ class _Client:
                                            close=not self._keep_alive)
 
 
+class _Crew:
+    """The threads a server runs on: one accepting, `CONNECTION_THREADS` serving connections.
+
+    Started once and lent to one server at a time (`_Crews`): starting and joining nine threads
+    for every invocation cost about 3 ms. A crew holds nothing of a server between loans: each
+    thread takes its server with its work (a listener to accept on, a connection to serve) and
+    drops it when done, and a server gives its crew back only once its listener is shut and
+    every connection it accepted is closed.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: queue.SimpleQueue[RuntimeApiServer] = queue.SimpleQueue()
+        self.connections: queue.SimpleQueue[tuple[RuntimeApiServer, socket.socket]] = (
+            queue.SimpleQueue())
+        threads = [threading.Thread(target=self._serve_connections, name=f"runtime-api-{n}",
+                                    daemon=True) for n in range(CONNECTION_THREADS)]
+        threads.append(threading.Thread(target=self._accept_for_servers, name="runtime-api",
+                                        daemon=True))
+        for thread in threads:
+            thread.start()
+        self.idents = frozenset(thread.ident for thread in threads)
+
+    def accept_for(self, server: RuntimeApiServer) -> None:
+        """Accept `server`'s connections until its listener is shut."""
+        self._listeners.put(server)
+
+    def _accept_for_servers(self) -> None:
+        while True:
+            server = self._listeners.get()
+            server._accept()
+            del server  # nothing of it kept while idle
+
+    def _serve_connections(self) -> None:
+        while True:
+            server, conn = self.connections.get()
+            server._serve(conn)
+            del server, conn
+
+
+class _Crews:
+    """Idle crews, one taken by each running server (one at a time in a runner; more where
+    servers run side by side, as in tests)."""
+
+    def __init__(self) -> None:
+        self._idle: list[_Crew] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> _Crew:
+        with self._lock:
+            return self._idle.pop() if self._idle else _Crew()
+
+    def give_back(self, crew: _Crew) -> None:
+        with self._lock:
+            self._idle.append(crew)
+
+    def forget(self) -> None:
+        """In a forked child: the crews' threads are the parent's, not running here."""
+        self._idle = []
+        self._lock = threading.Lock()
+
+
+_CREWS = _Crews()
+os.register_at_fork(after_in_child=_CREWS.forget)
+
+
 class RuntimeApiServer:
     """The Runtime API for one child, on 127.0.0.1 and an ephemeral port.
 
-    Every thread it uses is started by `start()`, before the child: the child's seccomp filter
-    names the runner's threads that exist when it starts (runner.containment.seccomp), so none
-    started later could be signalled by the bundle. One thread accepts (blocking, so stopping
-    waits for no poll tick); `CONNECTION_THREADS` serve connections, and up to
-    `MAX_CONNECTIONS` wait their turn; more are refused. With `peer_uid`, only connections from
-    a socket of that uid are served (`peers`): not another runner's bundle on the same machine.
+    Every thread it uses exists before the child starts: the child's seccomp filter names the
+    runner's threads that exist when it starts (runner.containment.seccomp), so none started
+    later could be signalled by the bundle. `start()` takes a crew of threads (`_Crew`): one
+    accepts (blocking, so stopping waits for no poll tick), `CONNECTION_THREADS` serve
+    connections, and up to `MAX_CONNECTIONS` wait their turn; more are refused. With `peer_uid`,
+    only connections from a socket of that uid are served (`peers`): not another runner's
+    bundle on the same machine. Each server has its own listener, state and connections;
+    `stop()` ends them all before the crew serves another.
     """
 
     def __init__(self, state: InvocationState, *, response_limit: int,
@@ -338,9 +406,8 @@ class RuntimeApiServer:
         self._connections: set[socket.socket] = set()  # served or waiting in the queue
         self._held: set[socket.socket] = set()
         self._connections_lock = threading.Condition()
-        self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
-        self._acceptor: threading.Thread | None = None
-        self._workers: list[threading.Thread] = []
+        self._crew: _Crew | None = None
+        self._accepted_all = threading.Event()
 
     @property
     def address(self) -> str:
@@ -348,37 +415,43 @@ class RuntimeApiServer:
         return f"127.0.0.1:{self._listener.getsockname()[1]}"
 
     def start(self) -> None:
-        """Start the threads: one accepting, `CONNECTION_THREADS` serving connections."""
-        self._workers = [threading.Thread(target=self._serve_queued, name=f"runtime-api-{n}",
-                                          daemon=True) for n in range(CONNECTION_THREADS)]
-        for worker in self._workers:
-            worker.start()
-        self._acceptor = threading.Thread(target=self._accept, name="runtime-api", daemon=True)
-        self._acceptor.start()
+        """Take a crew: its acceptor starts accepting on this server's listener."""
+        self._crew = _CREWS.take()
+        self._crew.accept_for(self)
 
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return  # stop() shut the listening socket down
-            if not self._admits(conn):
-                _shutdown_quietly(conn)
-                conn.close()
-                continue
-            # The native Node client and Rust write headers and body in separate segments
-            # (docs/runtime-api.md#transport).
-            with suppress(OSError):  # reset already: its serving thread will find out
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._connections_lock:
-                full = len(self._connections) >= self._max_connections
-                if not full:
-                    self._connections.add(conn)
-                    self._connections_lock.notify_all()
-            if full:
-                self._refuse(conn)
-            else:
-                self._queue.put(conn)
+        try:
+            while (conn := self._accepted()) is not None:
+                self._admit(conn)
+        finally:
+            self._accepted_all.set()
+
+    def _accepted(self) -> socket.socket | None:
+        """The next connection, or None once stop() has shut the listening socket down."""
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return None
+        return conn
+
+    def _admit(self, conn: socket.socket) -> None:
+        if not self._admits(conn):
+            _shutdown_quietly(conn)
+            conn.close()
+            return
+        # The native Node client and Rust write headers and body in separate segments
+        # (docs/runtime-api.md#transport).
+        with suppress(OSError):  # reset already: its serving thread will find out
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._connections_lock:
+            full = len(self._connections) >= self._max_connections
+            if not full:
+                self._connections.add(conn)
+                self._connections_lock.notify_all()
+        if full:
+            self._refuse(conn)
+        elif self._crew is not None:
+            self._crew.connections.put((self, conn))
 
     def _admits(self, conn: socket.socket) -> bool:
         """Whether `conn` comes from the attempt's own uid (always, without `peer_uid`)."""
@@ -388,16 +461,15 @@ class RuntimeApiServer:
             return peers.peer_uid(conn) == self._peer_uid
         except OSError:  # /proc/net unreadable: nothing to go by
             return False
+        except Exception:  # a bug here refuses the connection; it must not stop the acceptor
+            _log.exception("Runtime API could not check a connection's peer")
+            return False
 
     def _refuse(self, conn: socket.socket) -> None:
         with conn, suppress(OSError):
             _Client(self, HttpConnection(conn)).refuse(Rejected(
                 HTTPStatus.SERVICE_UNAVAILABLE, "TooManyConnections",
                 f"More than {self._max_connections} connections at once"))
-
-    def _serve_queued(self) -> None:
-        while (conn := self._queue.get()) is not None:
-            self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -407,27 +479,28 @@ class RuntimeApiServer:
         except Exception:
             _log.exception("Runtime API request failed")
         finally:
+            conn.close()  # before it is forgotten: stop() returns once none is left open
             with self._connections_lock:
                 self._connections.discard(conn)
                 self._held.discard(conn)
                 self._connections_lock.notify_all()
-            conn.close()
 
     def stop(self) -> None:
-        """Stop accepting, cut every connection (held `next` calls included), join all threads."""
+        """Stop accepting, cut every connection (held `next` calls included), wait until each
+        is served to its end and closed, and give the crew back."""
         self.state.close()
         self.state.release()
         _shutdown_quietly(self._listener)
-        if self._acceptor is not None:
-            self._acceptor.join()
+        crew, self._crew = self._crew, None
+        if crew is not None:
+            self._accepted_all.wait()
         with self._connections_lock:
             for conn in self._connections:
                 _shutdown_quietly(conn)
-        for _ in self._workers:
-            self._queue.put(None)  # after every connection: each is served (to its end) first
-        for worker in self._workers:
-            worker.join()
+            self._connections_lock.wait_for(lambda: not self._connections)
         self._listener.close()
+        if crew is not None:
+            _CREWS.give_back(crew)
 
     def mark_held(self, conn: socket.socket) -> None:
         """`conn` is parked in a held `next`: it will not send anything more."""

@@ -29,6 +29,7 @@ from typing import Any
 from runner import runtimes
 from runner.containment import Containment, procfs, sysvipc
 from runner.containment.hardening import PR_SET_DUMPABLE
+from runner.containment.spawner import SPAWNER
 from runner.errors import RunnerError
 from runner.invoke.driver import InvocationSpec, run_invocation
 from runner.models import LogsInfo
@@ -192,7 +193,10 @@ def _main() -> None:
     job = json.load(sys.stdin)
     settings = Settings.model_validate(job["settings"])
     if job.get("drop_to"):
-        # Everything is imported by now: the interpreter's files are not readable by this uid.
+        # Everything is imported by now: the interpreter's files are not readable by this uid,
+        # so the spawner (a fresh interpreter) is started first; it starts each child as the
+        # uid the runner names.
+        SPAWNER.start()
         uid, gid = job["drop_to"]
         os.setgroups([])
         os.setresgid(gid, gid, gid)

@@ -136,6 +136,25 @@ def test_an_attempt_that_fails_inside_the_runner_still_leaves_nothing(settings: 
     assert runner.invoke({"case": "ok"}).error is None
 
 
+def test_a_child_started_after_a_sweep_is_swept_when_the_attempt_ends(
+        settings: Settings) -> None:
+    # The attempt's end skips its sweep only when one found nothing since the last child could
+    # start: a confinement handed out after it means a child may be running again.
+    runner = Runner(settings)
+    with runner.containment.attempt("t/1") as attempt:
+        attempt.sweep()
+        confined = attempt.confinement(10_000)
+        late = subprocess.Popen(["/bin/sleep", "600"], user=confined.user, group=confined.group,
+                                extra_groups=[], start_new_session=True)
+    try:
+        assert late.poll() is not None  # killed and reaped by the attempt's end
+        assert _sandbox_processes(settings) == []
+    finally:
+        if late.poll() is None:
+            late.kill()
+            late.wait()
+
+
 def test_a_cleanup_that_cannot_finish_fails_closed_with_its_own_error(settings: Settings) -> None:
     runner = Runner(settings)
     pinned: list[Path] = []

@@ -134,6 +134,28 @@ def test_a_process_whose_main_thread_ended_is_killed_with_its_threads(settled: S
 
 
 @pytest.mark.usefixtures("lambdas_descriptor_limit")
+def test_chains_of_processes_that_fork_and_exit_at_once_end_with_the_attempt(
+        settled: Settled, shared: Path) -> None:
+    # No member lives long enough for one scan of /proc to read it alive: each forks the next
+    # and exits, and its orphan comes to the runner.
+    survivors = shared / "survivors"
+    os.mkfifo(survivors)
+    survivors.chmod(0o666)
+    reader = os.open(survivors, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        for _ in range(3):
+            got = settled.runner.invoke({"case": "hop", "chains": 4, "seconds": 20,
+                                         "survivors": str(survivors)})
+            assert got.error is None
+            assert got.response == {"chains": 4}
+        # A member that outlived its attempt says so as soon as it sees its task dir gone.
+        readable, _, _ = select.select([reader], [], [], 3)
+        assert readable == [], os.read(reader, 4096)
+    finally:
+        os.close(reader)
+    settled.check()
+
+
 def test_a_tree_of_1200_nested_directories_in_tmp_and_home_is_removed(
         settings: Settings, shared: Path) -> None:
     settled = _settle(settings, scratch_dirs=(*settings.scratch_dirs, shared))

@@ -100,8 +100,9 @@ def test_a_bundle_finds_no_secret_of_a_root_runner(place: Place, canary: str) ->
     controls, (environ, after) = run_runner(job, canary)
     assert controls["isolation"] == "separate-uid"
     got = environ["response"]["got"]
-    assert got[f"/proc/{environ['response']['ppid']}/environ"].startswith("PermissionError")
-    assert got[f"/proc/{environ['response']['ppid']}/mem"].startswith("PermissionError")
+    for pid in environ["response"]["above"]:  # the spawner and the runner
+        assert got[f"/proc/{pid}/environ"].startswith("PermissionError")
+        assert got[f"/proc/{pid}/mem"].startswith("PermissionError")
     assert got["/proc/1/environ"].startswith("PermissionError")
     assert canary not in json.dumps(environ)
     assert after["response"]["ok"]
@@ -115,8 +116,9 @@ def test_a_same_uid_bundle_cannot_read_the_non_dumpable_runner(place: Place,
     assert controls["dumpable_off"] is True
     response = environ["response"]
     assert response["uid"] == RUNNER_UID  # the same uid as the runner
-    assert response["got"][f"/proc/{response['ppid']}/environ"].startswith("PermissionError")
-    assert response["got"][f"/proc/{response['ppid']}/mem"].startswith("PermissionError")
+    for pid in response["above"]:  # the spawner and the runner
+        assert response["got"][f"/proc/{pid}/environ"].startswith("PermissionError")
+        assert response["got"][f"/proc/{pid}/mem"].startswith("PermissionError")
     assert canary not in json.dumps(environ)
     assert after["response"]["ok"]
 
@@ -127,7 +129,9 @@ def test_without_pr_set_dumpable_the_same_uid_bundle_reads_the_secret(place: Pla
     _, (environ, _) = run_runner(
         _same_uid_job(place, "lambda", [ENVIRON, {"case": "ok"}], undo_hardening=True), canary)
     response = environ["response"]
-    assert canary in response["got"][f"/proc/{response['ppid']}/environ"]
+    spawner, runner = response["above"]
+    assert canary in response["got"][f"/proc/{runner}/environ"]
+    assert canary not in response["got"][f"/proc/{spawner}/environ"]  # it holds none
 
 
 def test_a_same_uid_runner_in_lambda_kills_and_wipes_everything_new_of_its_uid(

@@ -11,6 +11,7 @@ import base64
 import gc
 import http.client
 import json
+import os
 import select
 import socket
 import threading
@@ -35,8 +36,10 @@ from runner.runtime_api import (
     Response,
     RuntimeApiServer,
 )
+from runner.runtime_api import server as server_module
 from runner.runtime_api.server import (
     API,
+    CONNECTION_THREADS,
     EXTENSION_NEXT_PATH,
     EXTENSION_REGISTER_PATH,
     INIT_ERROR_PATH,
@@ -82,7 +85,7 @@ class Api:
     """A Runtime API server for one invocation, and helpers to talk to it."""
 
     def __init__(self, *, limit: int = SMALL_LIMIT, deadline_s: float = 60.0,
-                 **optional: str) -> None:
+                 peer_uid: int | None = None, **optional: str) -> None:
         self.invocation = Invocation(
             request_id=str(uuid.uuid4()), event=EVENT,
             deadline_ms=int(time.time() * 1000) + 60_000, function_arn=ARN, **optional)
@@ -90,7 +93,7 @@ class Api:
         self._changed_cond = threading.Condition()
         self.state = InvocationState(self.invocation, deadline=time.monotonic() + deadline_s,
                                      on_change=self._changed)
-        self.server = RuntimeApiServer(self.state, response_limit=limit)
+        self.server = RuntimeApiServer(self.state, response_limit=limit, peer_uid=peer_uid)
         self.server.start()
         host, port = self.server.address.split(":")
         self.host, self.port = host, int(port)
@@ -712,13 +715,110 @@ def test_stop_releases_everything_and_joins(api: Api) -> None:
     _wait_until_held(api)
     idle = api.connect()  # a keep-alive connection, idle after one request
     assert api.call("GET", "/unknown", conn=idle).status == 404
+    crew = api.server._crew
 
     api.stop()
 
     thread.join()
-    assert not any(t.name.startswith("runtime-api") and t.is_alive()
-                   for t in threading.enumerate())
+    # Every connection served to its end and closed, and the threads free for the next server.
+    assert not api.server._connections
+    assert crew in server_module._CREWS._idle
+    with pytest.raises((http.client.HTTPException, OSError)):
+        api.call("GET", "/unknown", conn=idle)
     idle.close()
+
+
+# --- threads lent from one invocation to the next ----------------------------------------------
+
+def _runtime_api_threads() -> set[int | None]:
+    return {t.ident for t in threading.enumerate() if t.name.startswith("runtime-api")}
+
+
+def _one_invocation(api: Api) -> None:
+    assert api.next().status == 200
+    assert api.answer("response", b"{}").status == 202
+    api.stop()
+
+
+def test_invocations_one_after_another_run_on_the_same_threads(
+        make_api: Callable[..., Api]) -> None:
+    _one_invocation(make_api())
+    threads = _runtime_api_threads()
+
+    for _ in range(20):
+        _one_invocation(make_api())
+
+    assert _runtime_api_threads() == threads
+    assert all(t.is_alive() for t in threading.enumerate() if t.ident in threads)
+
+
+def test_a_connection_kept_open_reaches_nothing_of_the_next_invocation(
+        make_api: Callable[..., Api]) -> None:
+    first = make_api()
+    kept = first.connect()  # keep-alive: the client would go on using it
+    assert first.next(kept).status == 200
+    crew = first.server._crew
+    first.stop()
+
+    second = make_api()
+    assert second.server._crew is crew  # the same threads serve the next invocation
+    attempts: list[Callable[[], Reply]] = [
+        lambda: second.next(kept), lambda: second.answer("response", b'"forged"', conn=kept)]
+    for attempt in attempts:
+        with pytest.raises((http.client.HTTPException, OSError)):
+            attempt()
+    kept.close()
+
+    assert second.changes == 0
+    assert second.state.phase is Phase.INIT
+    assert second.next().body == EVENT  # the invocation is whole for its own runtime
+    assert second.state.answer is None
+
+
+def test_the_peer_check_is_each_invocations_own(make_api: Callable[..., Api]) -> None:
+    """Servers for another uid refuse this process's connections, one for its uid serves them,
+    on the same threads one after another."""
+    for peer_uid, served in ((os.getuid() + 1, False), (os.getuid(), True),
+                             (os.getuid() + 1, False)):
+        api = make_api(peer_uid=peer_uid)
+        if served:
+            assert api.next().status == 200
+        else:
+            with pytest.raises((http.client.HTTPException, OSError)):
+                api.next()
+            assert api.state.phase is Phase.INIT
+        api.stop()
+
+
+def test_servers_side_by_side_have_threads_of_their_own(make_api: Callable[..., Api]) -> None:
+    first = make_api()
+    assert first.next().status == 200
+    assert first.answer("response", b"{}").status == 202
+    held = [_held_next(first) for _ in range(CONNECTION_THREADS)]  # every thread it has
+    with first.server._connections_lock:
+        assert first.server._connections_lock.wait_for(
+            lambda: len(first.server._held) == CONNECTION_THREADS, CLIENT_TIMEOUT)
+
+    second = make_api()
+    assert second.next().status == 200
+
+    first.stop()
+    for thread, _ in held:
+        thread.join()
+
+
+def test_a_forked_process_starts_threads_of_its_own(make_api: Callable[..., Api]) -> None:
+    _one_invocation(make_api())  # an idle crew here, whose threads a fork does not copy
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            api = Api()
+            code = 0 if api.next().status == 200 else 1
+            api.stop()
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
 
 
 # --- bounds on what a client controls (issue 12, class 4) -------------------------------------

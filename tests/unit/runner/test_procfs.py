@@ -56,3 +56,10 @@ def test_zombies_are_recognised() -> None:
     assert _proc(5, 1, state="Z").is_zombie
     assert _proc(5, 1, state="X").is_zombie
     assert not _proc(5, 1, state="T").is_zombie
+
+
+def test_pids_come_newest_first() -> None:
+    # A process just forked is the likeliest to exit before a sweep reads it.
+    listed = procfs.pids()
+    assert listed == sorted(listed, reverse=True)
+    assert os.getpid() in listed

@@ -73,15 +73,6 @@ def settled(settings: Settings) -> Settled:
     return _settle(settings)
 
 
-@pytest.fixture
-def shared(work_root: Path) -> Path:
-    """A directory the child may write to that no runner cleans: where a survivor would show."""
-    path = work_root.parent / "shared"
-    path.mkdir()
-    path.chmod(0o1777)
-    return path
-
-
 def test_a_double_forked_setsid_daemon_never_writes_its_marker(settled: Settled,
                                                                shared: Path) -> None:
     marker, go = shared / "marker", shared / "go"

@@ -30,15 +30,6 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def shared(work_root: Path) -> Path:
-    """A directory the child may write to that no runner cleans: where a survivor would show."""
-    path = work_root.parent / "shared"
-    path.mkdir()
-    path.chmod(0o1777)
-    return path
-
-
-@pytest.fixture
 def hostile(tasks: Tasks) -> Iterator[Tasks]:
     """After the test's task: the sandbox uid runs nothing, no attempt dir is left, and the
     next task in the same pipeline succeeds."""

@@ -143,12 +143,7 @@ class Api:
             sock.sendall(data)
             if half_close:
                 sock.shutdown(socket.SHUT_WR)
-            reply = http.client.HTTPResponse(sock)
-            try:
-                reply.begin()
-                return Reply(reply.status, reply.headers, reply.read())
-            finally:
-                reply.close()
+            return _read_reply(sock)
 
     def stop(self) -> None:
         self.server.stop()

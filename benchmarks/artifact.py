@@ -2,15 +2,19 @@
 
 The cold-start rows run the runner the way Lambda does: the base interpreter (not the dev venv,
 whose aws-sam-cli drags awscrt and pyOpenSSL into botocore), the function's pinned dependencies
-installed for Lambda's platform (`scripts/Makefile`'s pip flags), `runner/` copied next to them
-and byte-compiled, and `python -m awslambdaric` as the entry point. The dependencies are cached
-under benchmarks/results, keyed by the pins; `runner/` is copied fresh for every suite run.
+installed for Lambda's platform (`scripts/Makefile`'s pip flags), `runner/` copied next to them,
+everything byte-compiled as that Makefile does, and `python -m awslambdaric` as the entry point.
+Every file is then dated 1980-01-01, as in the zip SAM uploads, so that bytecode Lambda would
+find stale is found stale here too. The dependencies are cached under benchmarks/results, keyed
+by the pins; `runner/` is copied fresh for every suite run.
 """
 
 from __future__ import annotations
 
 import compileall
 import hashlib
+import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -22,6 +26,10 @@ from benchmarks.fixtures import REPO, RESULTS
 #: `scripts/Makefile`'s flags: wheels for Lambda's python3.13 on x86_64, whatever builds them.
 LAMBDA_PIP = ["--platform", "manylinux2014_x86_64", "--implementation", "cp",
               "--python-version", "3.13", "--abi", "cp313", "--only-binary=:all:"]
+#: `scripts/Makefile`'s bytecode: valid whatever the files' dates (see `build`).
+BYTECODE = py_compile.PycInvalidationMode.UNCHECKED_HASH
+#: The date every entry of SAM's zip carries, and so every file of the function in Lambda.
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 #: The runtime client, as pinned for development (pyproject.toml's dev extra).
 RUNTIME_CLIENT = "awslambdaric==4.2.2"
 REQUIREMENTS = REPO / "runner" / "requirements.txt"
@@ -47,15 +55,24 @@ def base_python() -> Path:
 
 def build(dest: Path) -> Artifact:
     """The artifact in `dest` (runner/ copied now, the dependencies from the cache)."""
-    key = hashlib.sha256(REQUIREMENTS.read_bytes() + RUNTIME_CLIENT.encode()).hexdigest()[:16]
+    pins = REQUIREMENTS.read_bytes() + RUNTIME_CLIENT.encode() + BYTECODE.name.encode()
+    key = hashlib.sha256(pins).hexdigest()[:16]
     deps = _installed(RESULTS / f"artifact-{key}" / "deps", ["--requirement", str(REQUIREMENTS)])
     ric = _installed(RESULTS / f"artifact-{key}" / "ric", [RUNTIME_CLIENT])
     task_root = dest / "task"
     shutil.copytree(deps, task_root, symlinks=True)
     shutil.copytree(REPO / "runner", task_root / "runner",
                     ignore=shutil.ignore_patterns("__pycache__", "requirements.txt"))
-    compileall.compile_dir(task_root / "runner", quiet=1)
+    compileall.compile_dir(task_root / "runner", quiet=1, invalidation_mode=BYTECODE)
+    _date_as_zipped(task_root)
     return Artifact(python=base_python(), task_root=task_root, runtime_client=ric)
+
+
+def _date_as_zipped(root: Path) -> None:
+    """Give every file the date Lambda gives it: the one in SAM's zip."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            os.utime(Path(folder, name), (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
 
 
 def _installed(target: Path, what: list[str]) -> Path:
@@ -64,8 +81,9 @@ def _installed(target: Path, what: list[str]) -> Path:
     if done.exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-input",
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--no-compile",
                     "--disable-pip-version-check", *LAMBDA_PIP, "--target", str(target), *what],
                    check=True)
+    compileall.compile_dir(target, quiet=1, workers=0, invalidation_mode=BYTECODE)
     done.touch()
     return target

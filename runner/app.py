@@ -3,19 +3,30 @@ once per execution environment, at cold start."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+import gc
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+# The cold start makes tens of thousands of objects that live as long as the process, and the
+# collector, left on, walks them again and again while they are being made: about 45 ms of a
+# 400 ms start. It is off while they are made, and `freeze` then puts them out of its reach, so
+# that each task's collections walk only what that task allocated.
+gc.disable()
+try:
+    import os
+    from typing import Any
 
-from runner.observability import logger, metrics
-from runner.pipeline import InvokeContext, Pipeline
-from runner.settings import Settings
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from runner.observability import logger, metrics
+    from runner.pipeline import InvokeContext, Pipeline
+    from runner.settings import Settings
+
+    SETTINGS = Settings.from_env()
+    PIPELINE = Pipeline(SETTINGS)
+finally:
+    gc.freeze()
+    gc.enable()
 
 __all__ = ["PIPELINE", "SETTINGS", "lambda_handler"]
-
-SETTINGS = Settings.from_env()
-PIPELINE = Pipeline(SETTINGS)
 
 
 @logger.inject_lambda_context(clear_state=True)

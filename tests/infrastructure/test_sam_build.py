@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -28,12 +29,14 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SAM = Path(sys.executable).with_name("sam")
 ELF_MACHINE_X86_64 = 62
+#: The date of every entry in the zip SAM uploads, and so of every file in /var/task.
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 
 # Imports and calls the handler the way Lambda's Python runtime does, from the artifact alone:
 # -I -S keeps out the environment's PYTHONPATH and every site-packages, so only the zip root
 # and the standard library are importable.
 HANDLER_PROBE = """
-import json, sys
+import gc, json, sys
 sys.path.insert(0, sys.argv[1])
 import runner.app, pydantic, pydantic_core, urllib3, aws_lambda_powertools
 
@@ -52,7 +55,8 @@ class Context:
 modules = {m.__name__: m.__file__ for m in (runner.app, pydantic, pydantic_core, urllib3,
                                             aws_lambda_powertools)}
 result = runner.app.lambda_handler({"schema_version": 1}, Context())
-print(json.dumps({"modules": modules, "result": result}))
+collector = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+print(json.dumps({"modules": modules, "result": result, "collector": collector}))
 """
 
 
@@ -148,7 +152,37 @@ def test_handler_imports_and_answers_from_the_artifact_alone(build_dir: Path,
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     for name, path in probe["modules"].items():
         assert Path(path).is_relative_to(artifact), (name, path)
+    # The cold start's objects are frozen out of the collector's walks, which are on again.
+    assert probe["collector"]["enabled"] is True
+    assert probe["collector"]["frozen"] > 10_000
     result = probe["result"]
     assert result["status"] == "failed"
     assert result["error"]["type"] == "Task.InvalidPayload"
     assert result["error"]["retryable"] is False
+
+
+def test_cold_start_compiles_nothing_when_every_file_is_dated_as_zipped(
+        build_dir: Path, tmp_path: Path) -> None:
+    """Lambda's copy of the code is dated 1980-01-01 and read-only: a module whose bytecode is
+    stale there is compiled again on every cold start (`python -v` says so)."""
+    artifact = tmp_path / "task"
+    shutil.copytree(build_dir / "RunnerFunction", artifact, symlinks=True)
+    for folder, _, files in os.walk(artifact):
+        for name in files:
+            os.utime(Path(folder, name), (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
+    work_root = tmp_path / "work"
+    work_root.mkdir()
+    env = {**lambda_environment(build_dir, work_root), "LAMBDA_TASK_ROOT": str(artifact),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-v", "-c", HANDLER_PROBE, str(artifact)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-4000:]
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("# code object from")]
+    from_source = [line for line in loaded if line.endswith(".py") and str(artifact) in line]
+    assert len(loaded) > 100
+    assert from_source == []
+    assert "bytecode is stale" not in done.stderr

@@ -8,6 +8,7 @@ import importlib
 import inspect
 import pkgutil
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,19 @@ MODULES = sorted(info.name for info in _FOUND)
 PACKAGES = sorted(info.name for info in _FOUND if info.ispkg)
 
 
+def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements run at import, those of a top-level `try` included."""
+    for node in body:
+        if isinstance(node, ast.Try):
+            yield from _top_level([*node.body, *node.orelse, *node.finalbody])
+        else:
+            yield node
+
+
 def _defined_publicly(path: Path) -> set[str]:
     """The public names a module binds at its top level itself (not by importing them)."""
     names: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in _top_level(ast.parse(path.read_text()).body):
         match node:
             case ast.ClassDef(name=name) | ast.FunctionDef(name=name):
                 names.add(name)

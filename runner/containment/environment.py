@@ -186,6 +186,9 @@ class Containment:
         self._keep = frozenset(keep)
         self._baseline = frozenset(baseline)
         self._ipc_baseline = frozenset(ipc_baseline)
+        # Tasks of the child's uid outside the runner's tree, as the last sweep's scan of /proc
+        # counted them (none yet: the next attempt's start scans /proc itself).
+        self._outside_tasks: int | None = None
         missing = controls.missing()
         self._refusal: str | None = None
         if missing and settings.containment_required:
@@ -255,11 +258,7 @@ class Containment:
         if self._refusal is not None:
             raise SandboxError(self._refusal)
         SPAWNER.start()  # (again, if it has ended) before the scan: never new in this attempt
-        # One scan for both: what runs below the runner now, and the tasks of the child's uid
-        # (RLIMIT_NPROC is that count plus the bundle's allowance).
-        procs = procfs.table()
-        before = _descendants(procs)
-        tasks_in_use = procfs.task_count(self.controls.child_uid, procs.values())
+        before, tasks_in_use = self._starting_set()
         owner = ((self.controls.child_uid, self.controls.child_gid)
                  if self.controls.isolation is Isolation.SEPARATE_UID else None)
         try:
@@ -277,6 +276,23 @@ class Containment:
             if self._refusal is None:  # with a survivor about, files could reappear anyway
                 self._clean_leftovers()
 
+    def _starting_set(self) -> tuple[frozenset[tuple[int, int]], int]:
+        """What runs below the runner as an attempt begins (never the attempt's), and the tasks
+        of the child's uid (RLIMIT_NPROC is that count plus the bundle's allowance).
+
+        Read from the runner's own tree (`procfs.subtree`): the uid's tasks outside it are
+        those the last sweep's scan counted, once every process of the attempts before was
+        dead. Without a count (the first attempt after a failed start) or a kernel listing
+        children, one scan of /proc gives both."""
+        uid = self.controls.child_uid
+        tree = procfs.subtree(os.getpid()) if self._outside_tasks is not None else None
+        if tree is None or self._outside_tasks is None:
+            procs = procfs.table()
+            return _descendants(procs), procfs.task_count(uid, procs.values())
+        me = os.getpid()
+        before = frozenset(p.key for p in tree.values() if p.pid != me)
+        return before, self._outside_tasks + procfs.task_count(uid, tree.values())
+
     def _clean(self, before: Collection[tuple[int, int]]) -> None:
         """Kill what should not be running (processes below the runner that are not in
         `before`, and per the isolation those of the child's uid), then remove the files and
@@ -288,10 +304,13 @@ class Containment:
         """Kill and reap the processes an attempt left; confirmed through /proc. A failure
         refuses every later attempt: the environment can no longer be trusted."""
         try:
-            return reaper.sweep(self._selector(before), SWEEP_SECONDS)
+            swept = reaper.sweep(self._selector(before), SWEEP_SECONDS)
         except SandboxError as e:
             self._refusal = f"containment: an earlier attempt left processes behind ({e})"
             raise
+        self._outside_tasks = procfs.task_count_outside(self.controls.child_uid, os.getpid(),
+                                                        swept.table)
+        return swept.killed
 
     def _selector(self, before: Collection[tuple[int, int]]) -> reaper.Selector:
         rule = StrayRule(runner_pid=os.getpid(), uid=self.controls.child_uid,

@@ -13,6 +13,10 @@ into /proc/<pid>/task/*, and the process counts as running when any thread there
 A pid alone does not name a process for long (pids are reused); a pid with its start time does.
 Signals go through pidfds opened for a (pid, start time) that was checked after opening, so a
 process that replaced a dead one under the same pid is never hit.
+
+The processes below one process (`subtree`) are found without reading every other: each thread's
+`/proc/<pid>/task/<tid>/children` lists the processes it forked or was handed as their reaper
+(a kernel built with CONFIG_PROC_CHILDREN; `children_listed` tells, once per process).
 """
 
 from __future__ import annotations
@@ -20,26 +24,33 @@ from __future__ import annotations
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 __all__ = [
     "PROC",
     "ProcessInfo",
     "ancestors",
+    "children",
+    "children_listed",
     "descends_from",
     "kill_and_wait",
     "open_pidfd",
+    "parse_children",
     "pids",
     "processes",
     "read_process",
     "reap",
     "send",
+    "subtree",
     "table",
     "task_count",
+    "task_count_outside",
     "wait_exited",
 ]
 
@@ -52,6 +63,8 @@ _PF_KTHREAD = 0x00200000
 _DEAD = ("Z", "X")
 #: Longest ancestor chain followed; deeper than any real process tree.
 _MAX_DEPTH = 4096
+#: Walks of a subtree made again when a process in it exited while it was read.
+_SUBTREE_TRIES = 4
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,67 @@ def table() -> dict[int, ProcessInfo]:
     return {p.pid: p for p in processes()}
 
 
+@cache
+def children_listed() -> bool:
+    """Whether this kernel lists each thread's children in /proc (CONFIG_PROC_CHILDREN)."""
+    return os.path.exists(f"{PROC}/self/task/{threading.get_native_id()}/children")  # noqa: PTH110 - a string path, as every read here
+
+
+def parse_children(data: bytes) -> list[int]:
+    """The pids in a `children` file: each in decimal, followed by a space."""
+    return [int(pid) for pid in data.split()]
+
+
+def children(pid: int) -> list[int] | None:
+    """The direct children of process `pid` (of any of its threads), or None when it has gone.
+    A thread that exits hands its children to another of the process's threads, so a thread
+    found gone is skipped; the caller walks again when a process vanished (`subtree`)."""
+    try:
+        with os.scandir(f"{PROC}/{pid}/task") as entries:
+            tids = [entry.name for entry in entries]
+    except OSError:
+        return None
+    found: list[int] = []
+    for tid in tids:
+        with suppress(FileNotFoundError, ProcessLookupError):
+            found += parse_children(_read(f"{PROC}/{pid}/task/{tid}/children"))
+    return found
+
+
+def subtree(root: int) -> dict[int, ProcessInfo] | None:
+    """`root` and every process below it, by pid, read by following the children files; None
+    when this kernel has none, or when the tree kept changing under the walk.
+
+    A process that exits while the walk is under way hands its children to the nearest child
+    subreaper above it, possibly one already read, and they would be missed: a walk that found
+    a process gone, or no longer the child of the one that listed it (reparented, or its pid
+    reused), is made again. Processes forked after their parent was read are missed, as by any
+    scan of /proc."""
+    if not children_listed():
+        return None
+    for _ in range(_SUBTREE_TRIES):
+        found = _walk(root)
+        if found is not None:
+            return found
+    return None
+
+
+def _walk(root: int) -> dict[int, ProcessInfo] | None:
+    """One walk of `subtree`; None when the tree changed while it was read."""
+    found: dict[int, ProcessInfo] = {}
+    to_visit: list[tuple[int, int | None]] = [(root, None)]
+    while to_visit:
+        pid, parent = to_visit.pop()
+        info = read_process(pid)
+        below = children(pid)
+        if info is None or below is None or pid in found \
+                or (parent is not None and info.ppid != parent):
+            return None
+        found[pid] = info
+        to_visit += [(child, pid) for child in below]
+    return found
+
+
 def ancestors(process: ProcessInfo, procs: Mapping[int, ProcessInfo]) -> Iterator[ProcessInfo]:
     """The parent, its parent and so on, as far as `procs` knows them (init last)."""
     seen = 0
@@ -183,6 +257,13 @@ def task_count(uid: int, procs: Iterable[ProcessInfo] | None = None) -> int:
     RLIMIT_NPROC counts against it."""
     return sum(max(p.threads, 1) for p in (processes() if procs is None else procs)
                if p.uid == uid)
+
+
+def task_count_outside(uid: int, root: int, procs: Mapping[int, ProcessInfo]) -> int:
+    """Processes and threads of real uid `uid` in the table `procs` that are neither `root`
+    nor below it."""
+    return task_count(uid, (p for p in procs.values()
+                            if p.pid != root and not descends_from(p, root, procs)))
 
 
 def open_pidfd(process: ProcessInfo) -> int | None:

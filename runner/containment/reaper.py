@@ -15,26 +15,36 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from runner.containment import procfs
 from runner.containment.procfs import ProcessInfo
 from runner.errors import SandboxError
 
-__all__ = ["Selector", "sweep"]
+__all__ = ["Selector", "Swept", "sweep"]
 
 #: Decides whether a process (seen with the whole process table) belongs to the attempt.
 Selector = Callable[[ProcessInfo, Mapping[int, ProcessInfo]], bool]
 
 
-def sweep(select: Selector, timeout: float) -> int:
-    """Kill and reap every process `select` picks until a scan finds none alive; returns how
-    many were killed. Raises `SandboxError` if any is still alive after `timeout` seconds."""
+@dataclass(frozen=True)
+class Swept:
+    """What a sweep did: how many processes it killed, and its last scan of /proc (the one that
+    found none of them alive)."""
+
+    killed: int
+    table: Mapping[int, ProcessInfo]
+
+
+def sweep(select: Selector, timeout: float) -> Swept:
+    """Kill and reap every process `select` picks until a scan finds none alive. Raises
+    `SandboxError` if any is still alive after `timeout` seconds."""
     end = time.monotonic() + timeout
     killed = 0
     while True:
-        held = _freeze(select, end)
+        held, procs = _freeze(select, end)
         if not held:
-            return killed
+            return Swept(killed, procs)
         try:
             for fd in held:
                 procfs.send(fd, signal.SIGKILL)
@@ -49,9 +59,10 @@ def sweep(select: Selector, timeout: float) -> int:
                 os.close(fd)
 
 
-def _freeze(select: Selector, end: float) -> dict[int, ProcessInfo]:
+def _freeze(select: Selector,
+            end: float) -> tuple[dict[int, ProcessInfo], dict[int, ProcessInfo]]:
     """Stop every selected live process, rescanning until a scan adds none and reaps none;
-    pidfd -> process.
+    pidfd -> process, and that last scan.
 
     A scan that reaped a selected process is followed by another: a process that forked and
     exited while /proc was being read left a child that scan never saw, and the child comes to
@@ -68,7 +79,7 @@ def _freeze(select: Selector, end: float) -> dict[int, ProcessInfo]:
             reaped = _reap_zombies(p for p in found if p.is_zombie)
             live = [p for p in found if not p.is_zombie]
             if not live and not reaped:
-                return held
+                return held, procs
             _check_time(live or reaped, end)
             for process in live:
                 keys.add(process.key)

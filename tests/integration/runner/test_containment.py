@@ -4,8 +4,10 @@ child, what a sweep leaves alone (the runner's other children), and failing clos
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,85 @@ def test_a_key_the_sandbox_uid_kept_is_gone_before_the_next_bundle_runs(
     assert _keys_as(settings, "search") > 0
     assert Runner(settings).invoke({"case": "ok"}).error is None
     assert _keys_as(settings, "search") == -1
+
+
+#: A process that makes itself a child subreaper and orphans a grandchild, which it then holds:
+#: runner -> it -> (its child, gone) -> the grandchild. Prints the grandchild's pid.
+_ORPHANS_BELOW_ITSELF = """
+import ctypes, os, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+reader, writer = os.pipe()
+if os.fork() == 0:
+    grandchild = os.fork()
+    if grandchild == 0:
+        time.sleep(600)
+    os.write(writer, str(grandchild).encode())
+    os._exit(0)
+os.wait()
+print(os.read(reader, 32).decode(), flush=True)
+time.sleep(600)
+"""
+
+
+def _orphan_below() -> tuple[subprocess.Popen[str], procfs.ProcessInfo]:
+    holder = subprocess.Popen([sys.executable, "-c", _ORPHANS_BELOW_ITSELF],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    grandchild = procfs.read_process(int(holder.stdout.readline()))
+    assert grandchild is not None
+    assert grandchild.ppid == holder.pid  # reparented deep down
+    return holder, grandchild
+
+
+def _alive(process: procfs.ProcessInfo) -> bool:
+    now = procfs.read_process(process.pid)
+    return now is not None and now.key == process.key and not now.is_zombie
+
+
+def test_the_runners_tree_holds_processes_reparented_deep_below_it(settings: Settings) -> None:
+    # An attempt's start reads the runner's tree, not /proc: what runs below the runner then
+    # is spared however deep it sits, and what the attempt starts the same way is killed.
+    runner = Runner(settings)
+    earlier, earlier_orphan = _orphan_below()
+    with earlier:
+        try:
+            with runner.containment.attempt("t/1"):
+                later, later_orphan = _orphan_below()
+            with later:
+                assert later.poll() is not None
+            assert not _alive(later_orphan)
+            assert _alive(earlier_orphan)
+        finally:
+            os.kill(earlier_orphan.pid, signal.SIGKILL)
+            earlier.kill()
+            earlier.wait()
+            os.waitpid(earlier_orphan.pid, 0)  # handed to the runner, its subreaper
+
+
+def test_an_attempt_starts_from_the_runners_tree_and_counts_the_uids_tasks(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = Runner(settings)  # its cold start's sweep counted the uid's tasks outside the tree
+    sandboxed = subprocess.Popen(["/bin/sleep", "600"], user=settings.sandbox_uid,
+                                 group=settings.sandbox_gid, extra_groups=[])
+    read: list[int] = []
+    real_read = procfs.read_process
+
+    def recording(pid: int) -> procfs.ProcessInfo | None:
+        read.append(pid)
+        return real_read(pid)
+
+    monkeypatch.setattr(procfs, "read_process", recording)
+    try:
+        with runner.containment.attempt("t/1") as attempt:
+            started = set(read)
+            monkeypatch.undo()
+            tree = procfs.subtree(os.getpid())
+            assert tree is not None
+            assert started <= tree.keys()  # nothing outside the runner's tree was read
+            assert sandboxed.pid in started
+            # RLIMIT_NPROC's count is the whole uid's, as a scan of /proc gives it.
+            assert attempt.tasks_in_use == procfs.task_count(settings.sandbox_uid) >= 1
+    finally:
+        if sandboxed.poll() is None:
+            sandboxed.kill()
+            sandboxed.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from runner.containment import procfs
 from runner.containment.procfs import ProcessInfo
 
@@ -63,3 +65,32 @@ def test_pids_come_newest_first() -> None:
     listed = procfs.pids()
     assert listed == sorted(listed, reverse=True)
     assert os.getpid() in listed
+
+
+def test_children_files_are_read_as_pids() -> None:
+    assert procfs.parse_children(b"") == []
+    assert procfs.parse_children(b"12 345 ") == [12, 345]
+
+
+def test_the_subtree_of_a_process_holds_it_and_its_threads_children() -> None:
+    assert procfs.children_listed()  # the kernels this runs on are built with them
+    me = procfs.subtree(os.getpid())
+    itself = procfs.read_process(os.getpid())
+    assert me is not None
+    assert itself is not None
+    assert me[os.getpid()].key == itself.key
+    assert all(p.pid == os.getpid() or procfs.descends_from(p, os.getpid(), me)
+               for p in me.values())
+
+
+def test_without_children_files_there_is_no_subtree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kernel without CONFIG_PROC_CHILDREN: the caller scans /proc instead.
+    monkeypatch.setattr(procfs, "children_listed", lambda: False)
+    assert procfs.subtree(os.getpid()) is None
+
+
+def test_task_count_outside_a_process_leaves_out_it_and_all_below_it() -> None:
+    procs = {p.pid: p for p in (_proc(1, 0, uid=0), _proc(10, 1), _proc(20, 10), _proc(30, 20),
+                                _proc(40, 1), _proc(50, 40, uid=7))}
+    assert procfs.task_count_outside(1000, 10, procs) == 1  # 40 alone
+    assert procfs.task_count_outside(7, 10, procs) == 1

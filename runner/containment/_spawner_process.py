@@ -1,10 +1,12 @@
 """The spawner process: starts each confined child for the runner, so that the runner itself
 never forks (runner.containment.spawner says why).
 
-Run as a script by a fresh interpreter (`python -I -S`: no site packages, no environment, none
-of the runner's memory), on the standard library alone, and only what it needs: its start is
-paid at every cold start, beside the runner's own. `keyrings.py` (ctypes only) is loaded from
-its file beside this one rather than through the `runner` package. It makes itself
+Run by a fresh interpreter (`python -I -S`: no site packages, no environment, none of the
+runner's memory), on the standard library alone, and only what it needs: its start is paid as
+each environment's first task begins. It and `keyrings.py` (ctypes only) are imported as
+top-level modules from their directory, put last on `sys.path` (`LAUNCH`), rather than through
+the `runner` package, whose imports are the runner's: so their cached bytecode is used, where a
+script is compiled again at every start. It makes itself
 non-dumpable, holds no secret (each request brings the child's environment), and ends when the
 runner's end of its socket closes.
 
@@ -24,19 +26,26 @@ it needs attached (SCM_RIGHTS); one reply each:
 from __future__ import annotations
 
 import ctypes
+import importlib
 import marshal
 import os
 import resource
 import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING
 
+# `typing` is not imported for its flag: its import is a tenth of this process's start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["MAX_FDS", "MAX_MESSAGE", "Installer", "Spawner", "confinement", "main"]
+__all__ = ["LAUNCH", "MAX_FDS", "MAX_MESSAGE", "Installer", "Spawner", "confinement", "main"]
+
+#: What `python -I -S -c` runs, with this file's directory and the socket's descriptor as
+#: arguments: this module imported from its directory, then `main`.
+LAUNCH = ("import sys; sys.path.append(sys.argv[1]); "
+          "import _spawner_process; _spawner_process.main()")
 
 #: Larger than any request: the child's environment is bounded well below (runner.models).
 MAX_MESSAGE = 256 * 1024
@@ -177,22 +186,15 @@ class Spawner:
 
 
 def _fresh_session() -> Callable[..., None]:
-    """`keyrings.fresh_session`, from the file beside this one (not through the package)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keyrings.py")  # noqa: PTH118, PTH120, PTH100 - pathlib costs a start its import
-    namespace: dict[str, Any] = {"__name__": "udf_spawner_keyrings"}
-    with open(path) as source:  # noqa: PTH123
-        exec(compile(source.read(), path, "exec"), namespace)  # noqa: S102 - our own module
-    fresh_session: Callable[..., None] = namespace["fresh_session"]
+    """`keyrings.fresh_session`, imported from the directory `LAUNCH` put on `sys.path`."""
+    fresh_session: Callable[..., None] = importlib.import_module("keyrings").fresh_session
     return fresh_session
 
 
 def main() -> None:
+    """Serve the runner on the socket whose descriptor is `sys.argv[2]` (see `LAUNCH`)."""
     _libc.prctl(_PR_SET_DUMPABLE, 0, None, 0, 0)
-    fd = int(sys.argv[1])
+    fd = int(sys.argv[2])
     os.set_inheritable(fd, False)  # (close_fds would keep it from the children anyway)
     with socket.socket(fileno=fd) as sock:
         Spawner(sock, _fresh_session()).serve()
-
-
-if __name__ == "__main__":
-    main()

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.containment import procfs, seccomp
-from runner.containment._spawner_process import MAX_FDS, MAX_MESSAGE
+from runner.containment._spawner_process import LAUNCH, MAX_FDS, MAX_MESSAGE
 from runner.errors import SandboxError
 
 __all__ = ["SPAWNER", "SpawnRequest", "Spawner"]
 
-_SCRIPT = Path(__file__).with_name("_spawner_process.py")
+_HOME = str(Path(__file__).parent)  # where `LAUNCH` imports the spawner's modules from
 #: How long to wait for the spawner to exit once its socket is closed (at the runner's exit).
 _EXIT_WAIT_SECONDS = 5.0
 
@@ -153,7 +153,8 @@ class Spawner:
             # posix_spawn (vfork): nothing copied, nothing run between fork and exec, and
             # nothing of ours in its environment.
             self._pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-I", "-S", str(_SCRIPT), str(theirs.fileno())],
+                sys.executable,
+                [sys.executable, "-I", "-S", "-c", LAUNCH, _HOME, str(theirs.fileno())],
                 {}, file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
         self._sock = ours
         found = procfs.read_process(self._pid)

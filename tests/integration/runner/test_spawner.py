@@ -3,11 +3,15 @@ as, what it reports, what the filter keeps them from, and what happens when it i
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
+import py_compile
 import resource
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.containment import hardening, procfs
+from runner.containment import _spawner_process, hardening, procfs
 from runner.containment.limits import Confinement
 from runner.containment.spawner import SPAWNER
 from runner.invoke.child import Child, ChildSpec
@@ -185,3 +189,31 @@ def test_the_filter_is_made_again_for_a_thread_started_since_the_last() -> None:
     finally:
         done.set()
         thread.join()
+
+
+def test_the_spawner_starts_from_cached_bytecode_and_loads_nothing_of_the_runner(
+        tmp_path: Path) -> None:
+    """Its modules are imported from their directory, so a byte-compiled copy (as in the
+    artifact) is not compiled again at every start, and no `runner` module comes with them."""
+    home = tmp_path / "containment"
+    shutil.copytree(Path(_spawner_process.__file__).parent, home,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(home, quiet=1,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.close()  # the spawner starts, finds the runner's end closed, and ends
+
+    with theirs:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-v", "-c", _spawner_process.LAUNCH, str(home),
+             str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    prefix = "# code object from "
+    loaded = [line.removeprefix(prefix).strip("'") for line in done.stderr.splitlines()
+              if line.startswith(prefix)]
+    ours_loaded = [path for path in loaded if path.startswith(str(home))]
+    assert sorted(Path(path).name for path in ours_loaded) == [
+        "_spawner_process.cpython-313.pyc", "keyrings.cpython-313.pyc"]
+    assert "import 'runner" not in done.stderr

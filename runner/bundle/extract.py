@@ -32,9 +32,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
+
+# ISA-L's inflate and CRC-32 (the same API as `zlib`'s): a warm task extracts its bundle again
+# every time, and they take half of zlib's time on a large bootstrap (docs/performance.md).
+from isal import isal_zlib as zlib
 
 from runner.bundle import _zip as ziparchive
 from runner.bundle._zip import Directory, Entry
@@ -63,6 +67,8 @@ _BOOTSTRAP = BOOTSTRAP.encode()  # kept executable whatever its recorded mode
 _NAME_MAX = 255
 _PATH_MAX = 4095
 
+#: What the inflater raises on corrupt data (a class: the package's stub types it as an instance).
+_CORRUPT = cast("type[Exception]", zlib.error)
 _IN_CHUNK = 256 * 1024
 _OUT_CHUNK = 1024 * 1024
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -354,7 +360,7 @@ class _Writer:
                 start += len(pending)
             try:
                 chunk = inflater.decompress(pending, min(_OUT_CHUNK, entry.size - written + 1))
-            except zlib.error as e:
+            except _CORRUPT as e:
                 raise _invalid(entry, f"has corrupt compressed data ({e})") from e
             pending = inflater.unconsumed_tail
             if not chunk and not pending and start >= end and not inflater.eof:

@@ -56,6 +56,9 @@ from runner.models import TaskPayload
 from runner.runtimes.nodejs import MODULE_EXTENSIONS, module_location
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The reader of standard output went away (`| head`): what a shell reports for a command that
+#: SIGPIPE ended, as it does for `yes | head`.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 #: The payload field each `invoke` flag sets (its first key), and how to get it right.
 _FLAGS = {
@@ -143,7 +146,14 @@ def main(argv: Sequence[str] | None = None, *, s3: EmbeddedS3 | None = None) -> 
     args.embedded_s3 = s3
     previous = signal.signal(signal.SIGINT, _interrupted)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # a reader that went away is found here, not at the exit's flush
+        return code
+    except BrokenPipeError:
+        # Nothing more can be shown, so nothing is said; stdout goes to /dev/null so that
+        # flushing it at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (UsageError, OSError) as e:
         _usage(parser, str(e))
     except StackError as e:

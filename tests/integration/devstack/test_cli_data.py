@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,23 @@ def test_datasets_lists_names_columns_and_row_counts(local_stack: LocalStack,
             list(SCHEMAS[dataset["name"]])
         assert f"{dataset['name']} ({dataset['rows']} rows)" in shown.stdout
     assert re.search(r"^  value +DECIMAL\(38,0\)$", shown.stdout, re.MULTILINE)
+
+
+def test_a_reader_that_went_away_ends_the_listing_quietly(local_stack: LocalStack,
+                                                         work_root: Path) -> None:
+    """`udf-runner datasets | head -1`: once the reader has gone, nothing is said about it and
+    the status is a SIGPIPE's, not a usage error's."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([str(UDF_RUNNER), "datasets"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=environ(work_root),
+                              check=False, timeout=300)
+    finally:
+        os.close(write_end)
+
+    assert done.returncode == 128 + signal.SIGPIPE
+    assert done.stderr == ""
 
 
 def test_an_unknown_dataset_is_refused_naming_the_known_ones(work_root: Path) -> None:

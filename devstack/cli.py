@@ -146,9 +146,7 @@ def main(argv: Sequence[str] | None = None, *, s3: EmbeddedS3 | None = None) -> 
     args.embedded_s3 = s3
     previous = signal.signal(signal.SIGINT, _interrupted)
     try:
-        code = _dispatch(args)
-        sys.stdout.flush()  # a reader that went away is found here, not at the exit's flush
-        return code
+        return _dispatch(args)
     except BrokenPipeError:
         # Nothing more can be shown, so nothing is said; stdout goes to /dev/null so that
         # flushing it at exit does not fail again.
@@ -179,7 +177,9 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     commands = {"devstack": _devstack, "demo": _demo, "invoke": _invoke, "serve": _serve,
                 "token": _token, "datasets": _datasets, "run-task": _run_task}
-    return commands[args.command](args)
+    code = commands[args.command](args)
+    sys.stdout.flush()  # a reader that went away is found here, not at the exit's flush
+    return code
 
 
 def _devstack(args: argparse.Namespace) -> int:

@@ -6,9 +6,8 @@ runner's memory), on the standard library alone, and only what it needs: its sta
 each environment's first task begins. It and `keyrings.py` (ctypes only) are imported as
 top-level modules from their directory, put last on `sys.path` (`LAUNCH`), rather than through
 the `runner` package, whose imports are the runner's: so their cached bytecode is used, where a
-script is compiled again at every start. It makes itself
-non-dumpable, holds no secret (each request brings the child's environment), and ends when the
-runner's end of its socket closes.
+script is compiled again at every start. It makes itself non-dumpable, holds no secret (each
+request brings the child's environment), and ends when the runner's end of its socket closes.
 
 One request per message on the socket (SOCK_SEQPACKET), a `marshal`led dict (the runner and
 the spawner are the same interpreter, and nothing else holds the socket), with the descriptors

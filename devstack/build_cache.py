@@ -50,6 +50,11 @@ def require(tool: str, how: str) -> str:
     return found
 
 
+#: The README's recipe for a Rust bundle: `cargo lambda`'s release build, zipped, from the lock.
+CARGO_LAMBDA_RELEASE = ("cargo", "lambda", "build", "--release", "--output-format", "zip",
+                        "--locked")
+
+
 def require_rust() -> None:
     """ToolchainMissing unless cargo and cargo-lambda are installed."""
     require("cargo", "install Rust (rustup, https://rustup.rs) and put ~/.cargo/bin on PATH")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.build_cache import (
+    CARGO_LAMBDA_RELEASE,
     build_key,
     cache_dir,
     cache_root,
@@ -39,7 +40,7 @@ CRATE = SAMPLES / "transfer-stats"
 TASK = SAMPLES / "transfer-stats.task.json"
 NAME = "transfer-stats"
 #: The README's recipe for it.
-BUILD = ("cargo", "lambda", "build", "--release", "--output-format", "zip", "--locked")
+BUILD = CARGO_LAMBDA_RELEASE
 #: Its own target dir: its profile (Cargo.toml) differs from the fixtures', so sharing theirs
 #: would save nothing, and would hold their lock for the whole Polars build.
 TARGET = "cargo-target-transfer-stats"

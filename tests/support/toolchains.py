@@ -24,6 +24,7 @@ from pathlib import Path
 
 from devstack import transfer_stats
 from devstack.build_cache import (
+    CARGO_LAMBDA_RELEASE,
     build_key,
     cache_root,
     cached,
@@ -40,7 +41,7 @@ GO_FIXTURE = FIXTURES / "go_lambda"
 #: The Go fixture's main packages, one bundle each.
 GO_BUNDLES = ("echo", "error", "panic", "deadline", "stream", "sigterm", "readerror")
 #: The README's recipes, run as they are written there.
-RUST_RELEASE = ("cargo", "lambda", "build", "--release", "--output-format", "zip", "--locked")
+RUST_RELEASE = CARGO_LAMBDA_RELEASE
 RUST_UNWIND = ("cargo", "lambda", "build", "--profile", "unwind", "--output-format", "zip",
                "--locked")
 GO_BUILD = ("go", "build", "-tags", "lambda.norpc", "-o", "bootstrap")

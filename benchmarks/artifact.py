@@ -64,11 +64,11 @@ def build(dest: Path) -> Artifact:
     shutil.copytree(REPO / "runner", task_root / "runner",
                     ignore=shutil.ignore_patterns("__pycache__", "requirements.txt"))
     compileall.compile_dir(task_root / "runner", quiet=1, invalidation_mode=BYTECODE)
-    _date_as_zipped(task_root)
+    date_as_zipped(task_root)
     return Artifact(python=base_python(), task_root=task_root, runtime_client=ric)
 
 
-def _date_as_zipped(root: Path) -> None:
+def date_as_zipped(root: Path) -> None:
     """Give every file the date Lambda gives it: the one in SAM's zip."""
     for folder, _, files in os.walk(root):
         for name in files:

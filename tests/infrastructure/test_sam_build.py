@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.artifact import date_as_zipped
 from runner.settings import LAMBDA_UNZIPPED_LIMIT
 from scripts import artifact_size
 
@@ -29,8 +30,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SAM = Path(sys.executable).with_name("sam")
 ELF_MACHINE_X86_64 = 62
-#: The date of every entry in the zip SAM uploads, and so of every file in /var/task.
-ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 
 # Imports and calls the handler the way Lambda's Python runtime does, from the artifact alone:
 # -I -S keeps out the environment's PYTHONPATH and every site-packages, so only the zip root
@@ -167,9 +166,7 @@ def test_cold_start_compiles_nothing_when_every_file_is_dated_as_zipped(
     stale there is compiled again on every cold start (`python -v` says so)."""
     artifact = tmp_path / "task"
     shutil.copytree(build_dir / "RunnerFunction", artifact, symlinks=True)
-    for folder, _, files in os.walk(artifact):
-        for name in files:
-            os.utime(Path(folder, name), (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
+    date_as_zipped(artifact)
     work_root = tmp_path / "work"
     work_root.mkdir()
     env = {**lambda_environment(build_dir, work_root), "LAMBDA_TASK_ROOT": str(artifact),

@@ -284,14 +284,12 @@ class Containment:
         those the last sweep's scan counted, once every process of the attempts before was
         dead. Without a count (the first attempt after a failed start) or a kernel listing
         children, one scan of /proc gives both."""
-        uid = self.controls.child_uid
-        tree = procfs.subtree(os.getpid()) if self._outside_tasks is not None else None
-        if tree is None or self._outside_tasks is None:
-            procs = procfs.table()
-            return _descendants(procs), procfs.task_count(uid, procs.values())
-        me = os.getpid()
-        before = frozenset(p.key for p in tree.values() if p.pid != me)
-        return before, self._outside_tasks + procfs.task_count(uid, tree.values())
+        uid, me = self.controls.child_uid, os.getpid()
+        if self._outside_tasks is not None and (tree := procfs.subtree(me)) is not None:
+            before = frozenset(p.key for p in tree.values() if p.pid != me)
+            return before, self._outside_tasks + procfs.task_count(uid, tree.values())
+        procs = procfs.table()
+        return _descendants(procs), procfs.task_count(uid, procs.values())
 
     def _clean(self, before: Collection[tuple[int, int]]) -> None:
         """Kill what should not be running (processes below the runner that are not in
